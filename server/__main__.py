@@ -1,0 +1,121 @@
+"""Command line: `python -m server serve | user add | kb import | customers import | orders import`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from server.config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        demo=True if getattr(args, "demo", False) else None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import DEMO_CREDENTIALS, create_app
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    app = create_app(settings)
+
+    async def announce(app: web.Application) -> None:
+        url = f"http://{settings.host}:{settings.port}/"
+        print(f"callassist listening on {url}", flush=True)
+        demo = app[DEMO_CREDENTIALS]
+        for role, cred in demo.items():
+            print(
+                f"demo {role} account: username {cred['username']} password {cred['password']}",
+                flush=True,
+            )
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from server.auth import UserExists, add_user
+    from server.store import Store
+
+    if not args.password_stdin:
+        print("error: pass the password on standard input with --password-stdin", file=sys.stderr)
+        return 2
+    password = sys.stdin.read().rstrip("\r\n")
+    settings = _settings(args)
+
+    async def run() -> int:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.sqlalchemy_url)
+        try:
+            await store.create_schema()
+            await add_user(store, args.name, password, args.role)
+        except UserExists as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await store.close()
+        print(f"created {args.role} {args.name}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (HTTP, signaling, media, assist)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir")
+    serve.add_argument("--demo", action="store_true", help="load demo data and accounts")
+    serve.set_defaults(func=cmd_serve)
+
+    user = sub.add_parser("user", help="manage staff accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create an agent or admin account")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=("agent", "admin"))
+    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--data-dir")
+    add.set_defaults(func=cmd_user_add)
+
+    try:
+        from server.assist.cli import add_commands
+    except ImportError:  # pragma: no cover - the assist package is part of the install
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

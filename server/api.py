@@ -1,0 +1,387 @@
+"""REST routes of API.md: sessions, calls, history, summary, SSE, ICE servers and offers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, update
+from sqlmodel import col, or_, select
+
+from server import events
+from server.auth import Principal, Tokens, authenticate, principal_from_header, require_role
+from server.errors import ApiError, bad_request, conflict, forbidden
+from server.hub import CallHub
+from server.models import Call, CallEvent, Customer
+from server.store import Store
+from signaling.ice import ice_servers
+
+from server.keys import HUB, SETTINGS, STORE, TOKENS  # isort: skip
+
+routes = web.RouteTableDef()
+
+OPEN_STATES = ("waiting", "active")
+_PHONE_RE = re.compile(r"^\+?[0-9 ().-]{5,30}$")
+_EMAIL_RE = re.compile(r"^[^@\s]{1,100}@[^@\s]{1,100}\.[^@\s]{1,20}$")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()  # raises 413 past client_max_size
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the body is not valid JSON", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object", "invalid_json")
+    return body
+
+
+def _str_field(body: dict[str, Any], name: str, *, required: bool, max_len: int = 200) -> str | None:
+    value = body.get(name)
+    if value is None or (isinstance(value, str) and not value.strip() and not required):
+        if required:
+            raise bad_request(f"{name} is required", "missing_field")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request(f"{name} must be a non-empty string", "invalid_field")
+    if len(value) > max_len:
+        raise bad_request(f"{name} is longer than {max_len} characters", "invalid_field")
+    return value.strip()
+
+
+def principal(request: web.Request) -> Principal:
+    return principal_from_header(request.app[TOKENS], request.headers.get("Authorization"))
+
+
+def call_json(call: Call, customer: Customer | None) -> dict[str, Any]:
+    return {
+        "call_id": call.id,
+        "state": call.state,
+        "reason": call.reason,
+        "customer": customer.public() if customer else {"customer_id": call.customer_id},
+        "agent": call.agent,
+        "created_at": call.created_at,
+        "accepted_at": call.accepted_at,
+        "ended_at": call.ended_at,
+    }
+
+
+def check_member(who: Principal, call: Call, *, allow_customer: bool = True) -> None:
+    """Its customer, its agent (once accepted) and admins; anyone else gets 403."""
+    if who.role == "admin":
+        return
+    if who.role == "agent" and call.agent == who.subject:
+        return
+    if allow_customer and who.role == "customer" and call.customer_id == who.customer_id:
+        return
+    raise forbidden("this is not your call")
+
+
+async def _call_for(request: web.Request, **kwargs: Any) -> tuple[Principal, Call]:
+    who = principal(request)
+    call = await request.app[HUB].load_call(request.match_info["call_id"])
+    check_member(who, call, **kwargs)
+    return who, call
+
+
+# -- health and sessions -------------------------------------------------------------------
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "live_calls": request.app[HUB].live_count})
+
+
+@routes.post("/api/auth/login")
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    username = _str_field(body, "username", required=True, max_len=64)
+    password = body.get("password")
+    if not isinstance(password, str) or not password:
+        raise bad_request("password is required", "missing_field")
+    user = await authenticate(request.app[STORE], username or "", password)
+    token = request.app[TOKENS].issue(Principal(role=user.role, subject=user.username))
+    return web.json_response({"token": token, "role": user.role, "username": user.username})
+
+
+@routes.post("/api/auth/customer")
+async def customer_session(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    name = _str_field(body, "name", required=True)
+    phone = _str_field(body, "phone", required=False, max_len=40)
+    email = _str_field(body, "email", required=False)
+    if phone is not None and not _PHONE_RE.match(phone):
+        raise bad_request("phone must be a phone number", "invalid_field")
+    if email is not None:
+        email = email.lower()
+        if not _EMAIL_RE.match(email):
+            raise bad_request("email must be an email address", "invalid_field")
+    store: Store = request.app[STORE]
+    async with store.write() as session:
+        customer = None
+        if phone or email:
+            clauses = []
+            if phone:
+                clauses.append(col(Customer.phone) == phone)
+            if email:
+                clauses.append(col(Customer.email) == email)
+            customer = (await session.exec(select(Customer).where(or_(*clauses)))).first()
+        if customer is None:
+            customer = Customer(name=name or "", phone=phone, email=email)
+            session.add(customer)
+            await session.flush()
+        customer_id = customer.id
+    token = request.app[TOKENS].issue(
+        Principal(role="customer", subject=customer_id, customer_id=customer_id)
+    )
+    return web.json_response({"token": token, "customer_id": customer_id})
+
+
+# -- calls ---------------------------------------------------------------------------------
+
+
+@routes.post("/api/calls")
+async def create_call(request: web.Request) -> web.Response:
+    who = principal(request)
+    require_role(who, "customer")
+    body = await read_json(request)
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise bad_request("reason must be a string of at most 500 characters", "invalid_field")
+    store: Store = request.app[STORE]
+    async with store.write() as session:
+        if await session.get(Customer, who.customer_id) is None:
+            raise ApiError(401, "unauthorized", "this customer no longer exists")
+        open_call = (
+            await session.exec(
+                select(Call).where(
+                    Call.customer_id == who.customer_id, col(Call.state).in_(OPEN_STATES)
+                )
+            )
+        ).first()
+        if open_call is not None:
+            raise conflict(f"you already have an open call {open_call.id}", "call_already_open")
+        call = Call(customer_id=who.customer_id or "", reason=reason.strip())
+        session.add(call)
+    live = await request.app[HUB].session(call.id)
+    await live.on_created()
+    return web.json_response({"call_id": call.id, "state": "waiting"}, status=201)
+
+
+@routes.get("/api/calls")
+async def list_calls(request: web.Request) -> web.Response:
+    who = principal(request)
+    require_role(who, "agent", "admin")
+    state = request.query.get("state")
+    if state is not None and state not in ("waiting", "active", "ended"):
+        raise bad_request("state must be waiting, active or ended", "invalid_query")
+    try:
+        limit = int(request.query.get("limit", "200"))
+    except ValueError:
+        raise bad_request("limit must be an integer", "invalid_query") from None
+    if not 1 <= limit <= 1000:
+        raise bad_request("limit must be 1..1000", "invalid_query")
+    query = select(Call, Customer).join(Customer, col(Customer.id) == col(Call.customer_id))
+    if state:
+        query = query.where(Call.state == state)
+    # Newest last, as queues are read; a limit keeps the newest.
+    query = query.order_by(col(Call.created_at).desc(), col(Call.id).desc()).limit(limit)
+    async with request.app[STORE].session() as session:
+        rows = (await session.exec(query)).all()
+    calls = [call_json(call, customer) for call, customer in reversed(rows)]
+    return web.json_response({"calls": calls})
+
+
+async def _customer(store: Store, customer_id: str) -> Customer | None:
+    async with store.session() as session:
+        return await session.get(Customer, customer_id)
+
+
+@routes.get("/api/calls/{call_id}")
+async def get_call(request: web.Request) -> web.Response:
+    _who, call = await _call_for(request)
+    return web.json_response(call_json(call, await _customer(request.app[STORE], call.customer_id)))
+
+
+@routes.post("/api/calls/{call_id}/accept")
+async def accept_call(request: web.Request) -> web.Response:
+    who = principal(request)
+    require_role(who, "agent")
+    hub: CallHub = request.app[HUB]
+    call_id = request.match_info["call_id"]
+    await hub.load_call(call_id)  # 404 first
+    store: Store = request.app[STORE]
+    async with store.write() as session:
+        result = await session.execute(
+            update(Call)
+            .where(col(Call.id) == call_id, col(Call.state) == "waiting")
+            .values(state="active", agent=who.subject, accepted_at=events.now_ms())
+        )
+        taken = result.rowcount == 1  # type: ignore[attr-defined]
+    if not taken:
+        raise conflict("the call is not waiting (taken or ended)", "call_not_waiting")
+    call = await hub.load_call(call_id)
+    live = await hub.session(call_id)
+    await live.on_accepted(call)
+    return web.json_response({"call_id": call_id, "state": "active"})
+
+
+@routes.post("/api/calls/{call_id}/end")
+async def end_call(request: web.Request) -> web.Response:
+    _who, call = await _call_for(request)
+    hub: CallHub = request.app[HUB]
+    if call.state == "ended":
+        return web.json_response({"call_id": call.id, "state": "ended"})
+    async with request.app[STORE].write() as session:
+        result = await session.execute(
+            update(Call)
+            .where(col(Call.id) == call.id, col(Call.state) != "ended")
+            .values(state="ended", ended_at=events.now_ms())
+        )
+        changed = result.rowcount == 1  # type: ignore[attr-defined]
+    if changed:
+        live = await hub.session(call.id)
+        await live.on_ended(await hub.load_call(call.id))
+    return web.json_response({"call_id": call.id, "state": "ended"})
+
+
+@routes.get("/api/calls/{call_id}/messages")
+async def messages(request: web.Request) -> web.Response:
+    who, call = await _call_for(request)
+    raw_after = request.query.get("after", "0")
+    if not re.fullmatch(r"\d{1,18}", raw_after):
+        raise bad_request("after must be a non-negative integer", "invalid_query")
+    role = "customer" if who.role == "customer" else "agent"
+    async with request.app[STORE].session() as session:
+        rows = await session.exec(
+            select(CallEvent)
+            .where(CallEvent.call_id == call.id, CallEvent.seq > int(raw_after))
+            .order_by(col(CallEvent.seq))
+        )
+        bodies = [row.body for row in rows]
+    visible = [b for b in bodies if events.visible_to(b, role)]  # type: ignore[arg-type]
+    return web.json_response({"messages": visible})
+
+
+@routes.get("/api/calls/{call_id}/summary")
+async def summary(request: web.Request) -> web.Response:
+    _who, call = await _call_for(request, allow_customer=False)
+    if call.state != "ended":
+        raise conflict("the call has not ended yet", "call_not_ended")
+    async with request.app[STORE].session() as session:
+        row = (
+            await session.exec(
+                select(CallEvent)
+                .where(CallEvent.call_id == call.id, CallEvent.type == events.SUMMARY)
+                .order_by(col(CallEvent.seq).desc())
+            )
+        ).first()
+    if row is None:
+        raise ApiError(404, "summary_not_found", "this call has no summary")
+    return web.json_response({"summary": row.body["summary"]})
+
+
+@routes.get("/api/calls/{call_id}/events")
+async def event_stream(request: web.Request) -> web.StreamResponse:
+    _who, call = await _call_for(request, allow_customer=False)
+    live = await request.app[HUB].session(call.id)
+    sub, backlog = await live.subscribe("agent")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        for event in backlog:
+            await _sse_write(response, event)
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), timeout=15)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is None:
+                break
+            await _sse_write(response, event)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        live.unsubscribe(sub)
+    return response
+
+
+async def _sse_write(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    lines = [f"event: {event['type']}"]
+    if "seq" in event:
+        lines.append(f"id: {event['seq']}")
+    lines.append(f"data: {events.encode(event)}")
+    await response.write(("\n".join(lines) + "\n\n").encode())
+
+
+@routes.get("/api/stats")
+async def stats(request: web.Request) -> web.Response:
+    require_role(principal(request), "admin")
+    async with request.app[STORE].session() as session:
+        rows = (await session.exec(select(Call.state, func.count()).group_by(Call.state))).all()
+        feedback = (
+            await session.exec(select(CallEvent.body).where(CallEvent.type == events.SUGGESTION_FEEDBACK))
+        ).all()
+        suggestions = (
+            await session.exec(
+                select(func.count()).select_from(CallEvent).where(CallEvent.type == events.AI_SUGGESTION)
+            )
+        ).one()
+    by_state = {state: count for state, count in rows}
+    used = sum(1 for body in feedback if body.get("action") == "used")
+    return web.json_response(
+        {
+            "calls": {s: by_state.get(s, 0) for s in ("waiting", "active", "ended")},
+            "live_sessions": request.app[HUB].live_count,
+            "suggestions": {
+                "total": int(suggestions),
+                "used": used,
+                "dismissed": len(feedback) - used,
+            },
+        }
+    )
+
+
+# -- WebRTC --------------------------------------------------------------------------------
+
+
+@routes.get("/api/webrtc/ice-servers")
+async def get_ice_servers(request: web.Request) -> web.Response:
+    who = principal(request)
+    s = request.app[SETTINGS]
+    servers = ice_servers(s.stun_urls, s.turn_urls, s.turn_secret, s.turn_ttl_s, who.subject)
+    return web.json_response({"iceServers": servers, "ttl": s.turn_ttl_s})
+
+
+@routes.post("/api/calls/{call_id}/offer")
+async def offer(request: web.Request) -> web.Response:
+    who, call = await _call_for(request)
+    if who.role == "admin":
+        raise forbidden("only the call's customer or agent can connect to it")
+    body = await read_json(request)
+    if body.get("type") != "offer":
+        raise bad_request("type must be 'offer'", "invalid_sdp")
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str):
+        raise bad_request("sdp is required", "invalid_sdp")
+    if call.state == "ended":
+        raise conflict("the call has ended", "call_ended")
+    if who.role == "agent" and call.state != "active":
+        raise conflict("accept the call before connecting", "call_not_active")
+    live = await request.app[HUB].session(call.id)
+    answer = await live.connect(who.role, sdp)
+    return web.json_response({"sdp": answer.sdp, "type": answer.type})

@@ -1,0 +1,119 @@
+"""The aiohttp application factory: routes, error shape, and the lifetime of shared resources."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from server import api
+from server.auth import Tokens
+from server.config import Settings, resolve_secret_key
+from server.errors import ApiError
+from server.hub import CallHub, Services
+from server.keys import DEMO_CREDENTIALS, HUB, SETTINGS, STORE, TOKENS
+from server.store import Store
+from signaling.ice import restrict_host_addresses
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PAGES = {"/": "index.html", "/customer": "customer.html", "/agent": "agent.html", "/supervisor": "supervisor.html"}
+
+ServicesFactory = Callable[[Settings, Store], Awaitable[tuple[Services, Callable[[], Awaitable[None]]]]]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        if exc.status == 413:
+            message = f"the body is larger than {request.app[SETTINGS].max_body_bytes} bytes"
+        return error_response(exc.status, code, message or exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "the server failed to handle this request")
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path = STATIC_DIR / name
+        if not path.is_file():
+            raise ApiError(404, "not_found", f"page {name} is not installed")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return handler
+
+
+async def _config(request: web.Request) -> web.Response:
+    """What the pages need to know before login: the demo account, if any."""
+    return web.json_response({"demo": request.app[DEMO_CREDENTIALS] or None})
+
+
+def create_app(settings: Settings, services_factory: ServicesFactory | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[DEMO_CREDENTIALS] = {}
+    if services_factory is None:
+        from server.services import build_services
+
+        services_factory = build_services
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        restrict_host_addresses(settings.ice_hosts)
+        store = Store(settings.sqlalchemy_url)
+        await store.create_schema()
+        app[STORE] = store
+        app[TOKENS] = Tokens(resolve_secret_key(settings), settings.token_ttl_s)
+        services, close_services = await services_factory(settings, store)
+        app[HUB] = CallHub(store, services)
+        if settings.demo:
+            from server.demo import setup_demo
+
+            app[DEMO_CREDENTIALS] = await setup_demo(settings, store)
+        yield
+        await app[HUB].close()
+        await close_services()
+        await store.close()
+
+    async def close_calls(app: web.Application) -> None:
+        # Before aiohttp waits for open handlers: this ends SSE streams and closes peers.
+        if HUB in app:
+            await app[HUB].close()
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(close_calls)
+    app.add_routes(api.routes)
+    app.router.add_get("/api/config", _config)
+    for path, name in PAGES.items():
+        app.router.add_get(path, _page(name))
+    if STATIC_DIR.is_dir():
+        app.router.add_static("/static", STATIC_DIR, append_version=False)
+    return app

@@ -1,0 +1,231 @@
+"""Settings: one frozen dataclass, read once from flags and the environment.
+
+Flags win over the environment, the environment over the defaults. Every field is
+documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Audio segmentation and speech-to-text."""
+
+    engine: str = "local"
+    """`local` (faster-whisper, offline), `openai` (any OpenAI-compatible server) or `off`."""
+    model_path: str = ""
+    """CTranslate2 Whisper model directory; empty means the bundled tiny.en model."""
+    compute_type: str = "int8"
+    threads: int = 2
+    beam_size: int = 1
+    language: str = "en"
+    openai_model: str = "whisper-1"
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    timeout_s: float = 10.0
+    """Per-segment timeout of a remote engine; a late segment is skipped with a status event."""
+    vad_aggressiveness: int = 2
+    """webrtcvad mode, 0 (least) to 3 (most aggressive at rejecting non-speech)."""
+    silence_ms: int = 300
+    """Silence that ends an utterance."""
+    preroll_ms: int = 200
+    """Audio kept from before speech was detected, so first syllables are not cut."""
+    max_segment_ms: int = 15000
+    """A longer utterance is cut here and goes on in a new segment."""
+    interim_interval_ms: int = 1000
+    """How often a growing utterance is re-transcribed for interim text (0 disables)."""
+    queue_max_segments: int = 6
+    """Pending segments per call before the oldest audio is coalesced or dropped."""
+    record_audio: bool = False
+    """Keep per-call WAV recordings in the data dir (agent and admins may fetch them)."""
+
+
+@dataclass(frozen=True)
+class AssistSettings:
+    """Suggestion engine and summaries."""
+
+    engine: str = "local"
+    """`local` (retrieval + playbooks, offline), `openai` (chat completions with tools) or `off`."""
+    openai_model: str = "gpt-4o-mini"
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    timeout_s: float = 8.0
+    debounce_ms: int = 500
+    """Final customer transcripts closer together than this produce one suggestion."""
+    history_turns: int = 12
+    """Turns of the conversation the engines see."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("./data")
+    demo: bool = False
+    database_url: str = ""
+    """SQLAlchemy async URL; empty means SQLite (aiosqlite) in the data dir."""
+    secret_key: str = ""
+    """Signs session tokens; empty means generated once and kept in the data dir."""
+    token_ttl_s: int = 12 * 3600
+    max_body_bytes: int = 256 * 1024
+    ice_hosts: tuple[str, ...] = ()
+    """Host addresses the server's peers gather; empty means every interface."""
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl_s: int = 3600
+    ice_transport_policy: str = "all"
+    """`all` or `relay` for the server's own peer connections."""
+    ice_gather_timeout_s: float = 10.0
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    assist: AssistSettings = field(default_factory=AssistSettings)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'callassist.db').resolve()}"
+
+    def with_overrides(self, **kwargs: Any) -> Settings:
+        return replace(self, **kwargs)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, **flags: Any
+) -> Settings:
+    """Build Settings from the environment; keyword flags (not None) win."""
+    env = os.environ if env is None else env
+    openai_key = env.get("OPENAI_API_KEY", "")
+    openai_base = env.get("OPENAI_BASE_URL", "")
+    speech = SpeechSettings(
+        engine=_choice(env, "CALLASSIST_STT_ENGINE", "local", ("local", "openai", "off")),
+        model_path=env.get("CALLASSIST_STT_MODEL_PATH", ""),
+        compute_type=env.get("CALLASSIST_STT_COMPUTE_TYPE", "int8"),
+        threads=_int(env, "CALLASSIST_STT_THREADS", 2),
+        beam_size=_int(env, "CALLASSIST_STT_BEAM_SIZE", 1),
+        language=env.get("CALLASSIST_STT_LANGUAGE", "en"),
+        openai_model=env.get("CALLASSIST_STT_OPENAI_MODEL", "whisper-1"),
+        openai_base_url=env.get("CALLASSIST_STT_BASE_URL", openai_base),
+        openai_api_key=env.get("CALLASSIST_STT_API_KEY", openai_key),
+        timeout_s=_float(env, "CALLASSIST_STT_TIMEOUT", 10.0),
+        vad_aggressiveness=_int(env, "CALLASSIST_VAD_AGGRESSIVENESS", 2),
+        silence_ms=_int(env, "CALLASSIST_VAD_SILENCE_MS", 300),
+        preroll_ms=_int(env, "CALLASSIST_VAD_PREROLL_MS", 200),
+        max_segment_ms=_int(env, "CALLASSIST_MAX_SEGMENT_MS", 15000),
+        interim_interval_ms=_int(env, "CALLASSIST_INTERIM_INTERVAL_MS", 1000),
+        queue_max_segments=_int(env, "CALLASSIST_STT_QUEUE_MAX", 6),
+        record_audio=_bool(env, "CALLASSIST_RECORD_AUDIO", False),
+    )
+    if not 0 <= speech.vad_aggressiveness <= 3:
+        raise ConfigError("CALLASSIST_VAD_AGGRESSIVENESS must be 0..3")
+    assist = AssistSettings(
+        engine=_choice(env, "CALLASSIST_ASSIST_ENGINE", "local", ("local", "openai", "off")),
+        openai_model=env.get("CALLASSIST_LLM_MODEL", "gpt-4o-mini"),
+        openai_base_url=env.get("CALLASSIST_LLM_BASE_URL", openai_base),
+        openai_api_key=env.get("CALLASSIST_LLM_API_KEY", openai_key),
+        timeout_s=_float(env, "CALLASSIST_LLM_TIMEOUT", 8.0),
+        debounce_ms=_int(env, "CALLASSIST_SUGGEST_DEBOUNCE_MS", 500),
+        history_turns=_int(env, "CALLASSIST_HISTORY_TURNS", 12),
+    )
+    settings = Settings(
+        host=env.get("CALLASSIST_HOST", "127.0.0.1"),
+        port=_int(env, "CALLASSIST_PORT", 8080),
+        data_dir=Path(env.get("CALLASSIST_DATA_DIR", "./data")),
+        demo=_bool(env, "CALLASSIST_DEMO", False),
+        database_url=env.get("DATABASE_URL", env.get("CALLASSIST_DATABASE_URL", "")),
+        secret_key=env.get("CALLASSIST_SECRET_KEY", ""),
+        token_ttl_s=_int(env, "CALLASSIST_TOKEN_TTL", 12 * 3600),
+        max_body_bytes=_int(env, "CALLASSIST_MAX_BODY_BYTES", 256 * 1024),
+        ice_hosts=_csv(env.get("CALLASSIST_ICE_HOSTS", "")),
+        stun_urls=_csv(env.get("CALLASSIST_STUN_URLS", "")),
+        turn_urls=_csv(env.get("CALLASSIST_TURN_URLS", "")),
+        turn_secret=env.get("CALLASSIST_TURN_SECRET", ""),
+        turn_ttl_s=_int(env, "CALLASSIST_TURN_TTL", 3600),
+        ice_transport_policy=_choice(
+            env, "CALLASSIST_ICE_TRANSPORT_POLICY", "all", ("all", "relay")
+        ),
+        ice_gather_timeout_s=_float(env, "CALLASSIST_ICE_GATHER_TIMEOUT", 10.0),
+        speech=speech,
+        assist=assist,
+    )
+    for url in settings.stun_urls + settings.turn_urls:
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise ConfigError(f"ICE server URL must start with stun: or turn:, got {url!r}")
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if "data_dir" in overrides:
+        overrides["data_dir"] = Path(overrides["data_dir"])
+    return replace(settings, **overrides)
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """The token signing key: from settings, else generated once and kept in the data dir."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: when two processes race, one writes and both read the same key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,99 @@
+"""Wire messages of API.md: their names, who may see them, which are persisted, one encoder.
+
+Every server → client event is a plain dict with `type`, `call_id`, `ts` (epoch ms), and,
+once persisted, `seq`. This module is the only place that decides visibility.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+Role = Literal["customer", "agent", "admin"]
+
+CALL_STATE = "call_state"
+TRANSCRIPT = "transcript"
+CUSTOMER_CONTEXT = "customer_context"
+AI_SUGGESTION = "ai_suggestion"
+SUGGESTION_FEEDBACK = "suggestion_feedback"
+SUMMARY = "summary"
+STATUS = "status"
+PONG = "pong"
+
+# Everything except these goes to the call's agent (and admins) only.
+_CUSTOMER_VISIBLE = frozenset({CALL_STATE, TRANSCRIPT, STATUS, PONG})
+
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make(type_: str, call_id: str, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": type_, "call_id": call_id, "ts": now_ms()}
+    event.update(fields)
+    return event
+
+
+def is_persisted(event: dict[str, Any]) -> bool:
+    kind = event["type"]
+    if kind == TRANSCRIPT:
+        return bool(event.get("final"))
+    if kind == AI_SUGGESTION:
+        return bool(event.get("done"))
+    return kind in (CALL_STATE, CUSTOMER_CONTEXT, SUGGESTION_FEEDBACK, SUMMARY)
+
+
+def visible_to(event: dict[str, Any], role: Role) -> bool:
+    """Agents and admins see every event of their call; customers a public subset."""
+    if role in ("agent", "admin"):
+        return True
+    return event["type"] in _CUSTOMER_VISIBLE
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def status(call_id: str, level: str, code: str, message: str) -> dict[str, Any]:
+    return make(STATUS, call_id, level=level, code=code, message=message)
+
+
+class ClientMessageError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+CLIENT_TYPES = {
+    "ping": ("customer", "agent", "admin"),
+    "suggestion_feedback": ("agent",),
+    "stop_suggestions": ("agent",),
+}
+
+
+def parse_client_message(raw: str | bytes, role: Role) -> dict[str, Any]:
+    """Validate one data-channel message from a client; raise ClientMessageError."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_CLIENT_MESSAGE_BYTES:
+        raise ClientMessageError("message_too_large", f"message is {size} bytes; limit is 65536")
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ClientMessageError("invalid_json", "message is not valid JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ClientMessageError("invalid_message", "message must be an object with a type")
+    kind = message["type"]
+    allowed = CLIENT_TYPES.get(kind)
+    if allowed is None:
+        raise ClientMessageError("unknown_type", f"unknown message type {kind!r}")
+    if role not in allowed:
+        raise ClientMessageError("forbidden", f"{role} may not send {kind!r}")
+    if kind == "suggestion_feedback":
+        if not isinstance(message.get("suggestion_id"), str) or not message["suggestion_id"]:
+            raise ClientMessageError("invalid_message", "suggestion_id is required")
+        if message.get("action") not in ("used", "dismissed"):
+            raise ClientMessageError("invalid_message", "action must be used or dismissed")
+    return message

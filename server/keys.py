@@ -1,0 +1,16 @@
+"""Typed keys for the shared state of the aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.auth import Tokens
+from server.config import Settings
+from server.hub import CallHub
+from server.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+TOKENS = web.AppKey("tokens", Tokens)
+HUB = web.AppKey("hub", CallHub)
+DEMO_CREDENTIALS = web.AppKey("demo_credentials", dict)
