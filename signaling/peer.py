@@ -59,8 +59,9 @@ class Peer:
         _check_offer(sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise bad_request(f"invalid SDP offer: {exc}", "invalid_sdp") from None
+        except Exception as exc:  # aiortc's parser raises anything from assert to KeyError
+            detail = str(exc) or type(exc).__name__
+            raise bad_request(f"invalid SDP offer: {detail}", "invalid_sdp") from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if len(audio) != 1:
             raise bad_request("the offer must have exactly one audio m-line", "invalid_sdp")
