@@ -51,13 +51,14 @@ def _wait_health(url: str, proc: subprocess.Popen) -> None:
     raise RuntimeError("bench server did not start")
 
 
-def run_step(calls: int, seconds: float, wav: Path) -> dict:
+def run_step(calls: int, seconds: float, wav: Path, forward_only: bool = False) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as data:
         server = subprocess.Popen(
-            [sys.executable, "-m", "bench.relay_server", str(port), data],
+            [sys.executable, "-m", "bench.relay_server", str(port), data]
+            + (["--forward-only"] if forward_only else []),
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -101,16 +102,19 @@ def run_step(calls: int, seconds: float, wav: Path) -> dict:
     }
 
 
-def main(steps: tuple[int, ...] = (1, 5, 10, 20), seconds: float = 10.0) -> list[dict]:
+def main(
+    steps: tuple[int, ...] = (1, 5, 10, 20), seconds: float = 10.0, forward_only: bool = False
+) -> list[dict]:
     wav = ROOT / "tests" / "fixtures" / "speech" / "customer_refund.wav"
     if not wav.exists():
         wav = next((ROOT / "tests" / "fixtures" / "speech").glob("*.wav"))
-    print(f"relay benchmark: {seconds:.0f} s window per step, speech from {wav.name}, looped")
+    mode = "forwarding only" if forward_only else "forwarding + decode/resample/VAD per track"
+    print(f"relay benchmark ({mode}): {seconds:.0f} s window per step, {wav.name} looped")
     print(f"{'calls':>5} {'server cores':>12} {'per call':>9} {'lag p99 ms':>10} {'delivered':>9} "
           f"{'RSS MB':>7} {'MB/call':>8} {'loadgen cores':>13}")
     rows = []
     for calls in steps:
-        row = run_step(calls, seconds, wav)
+        row = run_step(calls, seconds, wav, forward_only)
         rows.append(row)
         print(f"{row['calls']:>5} {row['server_cores']:>12} {row['cores_per_call']:>9} "
               f"{row['loop_lag_p99_ms']:>10} {row['delivered']:>9.2%} {row['rss_mb']:>7} "
@@ -119,4 +123,4 @@ def main(steps: tuple[int, ...] = (1, 5, 10, 20), seconds: float = 10.0) -> list
 
 
 if __name__ == "__main__":
-    main()
+    main(forward_only="--forward-only" in sys.argv)

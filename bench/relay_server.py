@@ -51,6 +51,13 @@ class CountingTranscriber:
         return None
 
 
+async def forward_only(settings, store):  # type: ignore[no-untyped-def]
+    async def close() -> None:
+        return None
+
+    return Services(settings=settings), close
+
+
 async def services_factory(settings, store):  # type: ignore[no-untyped-def]
     from media.pipeline import InboundAudio
 
@@ -69,9 +76,10 @@ async def services_factory(settings, store):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     port, data_dir = int(sys.argv[1]), Path(sys.argv[2])
+    decode = "--forward-only" not in sys.argv
     os.environ.setdefault("CALLASSIST_ICE_HOSTS", "127.0.0.1")
     settings = load_settings(data_dir=data_dir, port=port)
-    app = create_app(settings, services_factory)
+    app = create_app(settings, services_factory if decode else forward_only)
     probe = LagProbe()
 
     async def start(app: web.Application) -> None:
