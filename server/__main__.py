@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from server.config import ConfigError, Settings, load_settings
 
@@ -44,7 +45,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
 
     app.on_startup.append(announce)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    except (OSError, SQLAlchemyError) as exc:
+        # A busy port or an unreachable database: say so plainly (compose restarts us).
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -278,7 +278,7 @@ class CallSession:
         for pipeline in list(self._pipelines.values()):
             await asyncio.to_thread(pipeline.close)
         if self._transcriber is not None:
-            await self._transcriber.close()
+            await self._transcriber.close(drain=True)
             self._transcriber = None
         if self.assistant is not None:
             try:

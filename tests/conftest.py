@@ -19,6 +19,7 @@ from server.config import Settings, load_settings
 from server.keys import STORE
 from server.qa import Participant, customer_session, encode_wav_to_opus, login
 from signaling.ice import restrict_host_addresses
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PASSWORD = "correct horse battery"
@@ -41,9 +42,30 @@ def make_settings(data_dir: Path, **env: str) -> Settings:
     return load_settings(env={**BASE_ENV, **env}, data_dir=data_dir, port=0)
 
 
+# Runs a test on SQLite and on a real PostgreSQL (tests/postgres.py): its `settings` (and so
+# `running`) use the database named by the `db` parameter.
+both_databases = pytest.mark.parametrize(
+    "db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def db(request: pytest.FixtureRequest) -> str:
+    """`sqlite` unless the test is marked `@both_databases`."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def database_env(db: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that selects the database: nothing for SQLite in the data dir."""
+    if db == "postgres":
+        return {"DATABASE_URL": request.getfixturevalue("postgres_url")}
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_env: dict[str, str]) -> Settings:
+    return make_settings(tmp_path / "data", **database_env)
 
 
 class Api:

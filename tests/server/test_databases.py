@@ -1,0 +1,145 @@
+"""The same calls on SQLite and on a real PostgreSQL: event numbering, races, restarts, audio."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from server import events
+from server.keys import HUB
+from tests.conftest import (
+    PASSWORD,
+    Running,
+    both_databases,
+    dominant_frequency,
+    rms,
+    start_server,
+)
+
+
+async def _wait_audio(participant, min_packets: int = 100, within_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while participant.received.packets < min_packets:
+        assert loop.time() < deadline, (
+            f"{participant.role} received only {participant.received.packets} packets"
+        )
+        await asyncio.sleep(0.1)
+
+
+@both_databases
+async def test_events_numbered_under_concurrency_and_kept_across_restart(settings, db) -> None:
+    server = await start_server(settings)
+    async with aiohttp.ClientSession() as http:
+        run = Running(server, http)
+        assert run.store.is_sqlite == (db == "sqlite")
+        alice = await run.agent("alice")
+        bob = await run.agent("bob")
+        cust = await run.customer("Zoë", phone="+15550002222")
+        call_id = await run.new_call(cust["token"], "naïve café — 東京")
+
+        # Two agents race for the call: the conditional UPDATE lets exactly one win.
+        results = await asyncio.gather(
+            run.api.call("POST", f"/api/calls/{call_id}/accept", alice),
+            run.api.call("POST", f"/api/calls/{call_id}/accept", bob),
+        )
+        assert sorted(status for status, _ in results) == [200, 409]
+        winner = alice if results[0][0] == 200 else bob
+
+        # Concurrent publishes get distinct, gap-free seq numbers (UPDATE ... RETURNING).
+        live = server.app[HUB].get_live(call_id)
+        assert live is not None
+        published = await asyncio.gather(
+            *(
+                live.publish(
+                    events.make(
+                        events.TRANSCRIPT,
+                        call_id,
+                        speaker="customer",
+                        segment_id=f"seg-{i}",
+                        text=f"utterance {i}: ünïcödé ✓",
+                        final=True,
+                        start_ms=i * 1000,
+                        end_ms=i * 1000 + 900,
+                        words=[{"w": "x", "p": 0.5}],
+                    )
+                )
+                for i in range(20)
+            )
+        )
+        assert sorted(e["seq"] for e in published) == list(range(3, 23))
+        await run.api.call("POST", f"/api/calls/{call_id}/end", winner)
+
+        status, before = await run.api.call("GET", f"/api/calls/{call_id}/messages", winner)
+        assert status == 200
+        assert [m["seq"] for m in before["messages"]] == list(range(1, 24))
+        _, call_before = await run.api.call("GET", f"/api/calls/{call_id}", winner)
+        await run.close()
+    await server.close()
+
+    # A new process on the same database finds the ended call and its events.
+    server = await start_server(settings)
+    async with aiohttp.ClientSession() as http:
+        run = Running(server, http)
+        username = "alice" if winner is alice else "bob"
+        status, body = await run.api.call(
+            "POST", "/api/auth/login", json={"username": username, "password": PASSWORD}
+        )
+        assert status == 200, body
+        agent = body["token"]
+        status, after = await run.api.call("GET", f"/api/calls/{call_id}/messages", agent)
+        assert status == 200 and after == before
+        assert after["messages"][0]["state"] == "waiting"
+        texts = {m["segment_id"]: m["text"] for m in after["messages"] if m["type"] == "transcript"}
+        assert texts["seg-3"] == "utterance 3: ünïcödé ✓" and len(texts) == 20
+        assert after["messages"][-1]["state"] == "ended"
+        _, call_after = await run.api.call("GET", f"/api/calls/{call_id}", agent)
+        assert call_after == call_before
+        assert call_after["reason"] == "naïve café — 東京"
+        assert call_after["created_at"] > 2**31  # epoch ms need BIGINT columns
+        _, ended = await run.api.call("GET", "/api/calls?state=ended", agent)
+        assert [c["call_id"] for c in ended["calls"]] == [call_id]
+
+        # The customer is found again by phone and may open a new call, numbered from 1.
+        again = await run.customer("Zoë", phone="+15550002222")
+        assert again["customer_id"] == cust["customer_id"]
+        second = await run.new_call(again["token"])
+        _, body = await run.api.call("GET", f"/api/calls/{second}/messages", again["token"])
+        assert [m["seq"] for m in body["messages"]] == [1]
+        await run.close()
+    await server.close()
+
+
+@both_databases
+async def test_full_call_with_audio(running: Running, tone_packets, db) -> None:
+    assert running.store.url.startswith("sqlite" if db == "sqlite" else "postgresql+asyncpg://")
+    cust = await running.customer("Ann", email="ann@example.com")
+    call_id = await running.new_call(cust["token"], "my order is late")
+    agent_token = await running.agent()
+    customer = running.participant(cust["token"], "customer", packets=tone_packets(440))
+    await customer.connect(call_id)
+    status, _ = await running.api.call("POST", f"/api/calls/{call_id}/accept", agent_token)
+    assert status == 200
+    agent = running.participant(agent_token, "agent", packets=tone_packets(880))
+    await agent.connect(call_id)
+
+    await _wait_audio(agent)
+    await _wait_audio(customer)
+    heard_by_agent = agent.received.pcm(since_s=0.5)
+    heard_by_customer = customer.received.pcm(since_s=0.5)
+    assert rms(heard_by_agent) > 2000 and rms(heard_by_customer) > 2000
+    assert abs(dominant_frequency(heard_by_agent) - 440) < 10
+    assert abs(dominant_frequency(heard_by_customer) - 880) < 10
+
+    await running.api.call("POST", f"/api/calls/{call_id}/end", agent_token)
+    ended = await customer.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "ended")
+    assert ended["seq"] == 3
+    status, body = await running.api.call("GET", f"/api/calls/{call_id}/messages", agent_token)
+    assert status == 200
+    assert [(m["seq"], m["state"]) for m in body["messages"]] == [
+        (1, "waiting"),
+        (2, "active"),
+        (3, "ended"),
+    ]
+    assert body["messages"] == [e for e in agent.events if "seq" in e]
