@@ -1,0 +1,1 @@
+"""Audio from the WebRTC edge to transcripts: decode, segment, transcribe."""

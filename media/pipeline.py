@@ -1,0 +1,262 @@
+"""One inbound audio track: Opus payloads in, SegmentEvents out, off the event loop.
+
+`feed_opus` runs on the event loop for every RTP payload (~50 a second) and only stamps
+and enqueues it. A worker thread per track decodes, resamples, runs the VAD and the
+segmenter, writes the optional recording, and hands each SegmentEvent back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.config import SpeechSettings
+
+from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, SegmentEvent, silence
+from .decode import DecodeError, OpusDecoder
+from .segmenter import Segmenter
+from .vad import FRAME_MS, VoiceActivityDetector
+
+logger = logging.getLogger(__name__)
+
+GAP_MS = 500
+"""No packet for this long means the sender paused (DTX, mute, network): the gap is
+filled with silence so that times and the recording stay on the call's clock."""
+MAX_BACKLOG_PACKETS = 1500
+"""Packets (30 s) waiting for the worker before new ones are dropped: bounded memory if
+the process is starved of CPU."""
+CLOSE_JOIN_S = 2.0
+BATCH_S = 0.1
+"""The worker sleeps this long between batches of packets."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStats:
+    packets: int
+    """Payloads received."""
+    decode_errors: int
+    dropped_packets: int
+    """Payloads refused because the worker was too far behind."""
+    audio_ms: int
+    """Audio decoded (including filled gaps)."""
+    cpu_ms: float
+    """CPU time the worker thread spent, for the budget of ~6 ms per second of audio."""
+
+
+_STOP = None
+
+
+class InboundAudio:
+    """Decodes and segments one participant's inbound track in a worker thread."""
+
+    def __init__(
+        self,
+        *,
+        speaker: str,
+        settings: SpeechSettings,
+        clock_ms: Callable[[], int],
+        on_event: Callable[[SegmentEvent], None],
+        loop: asyncio.AbstractEventLoop,
+        record_path: Path | None = None,
+    ) -> None:
+        self.speaker = speaker
+        self._clock_ms = clock_ms
+        self._on_event = on_event
+        self._loop = loop
+        self._queue: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._stopping = threading.Event()
+        self._packets = 0
+        self._dropped = 0
+        self._worker = _Worker(speaker, settings, record_path, self._deliver)
+        self._thread = threading.Thread(
+            target=self._run, name=f"inbound-audio-{speaker}", daemon=True
+        )
+        self._thread.start()
+
+    def feed_opus(self, payload: bytes) -> None:
+        """One RTP payload, in arrival order. Never blocks; call on the event loop."""
+        if self._closed:
+            return
+        self._packets += 1
+        if self._queue.qsize() >= MAX_BACKLOG_PACKETS:
+            if self._dropped == 0:
+                logger.warning("%s audio worker is behind; dropping packets", self.speaker)
+            self._dropped += 1
+            return
+        self._queue.put((payload, self._clock_ms()))
+
+    def close(self) -> None:
+        """Flush the open utterance as final and stop the worker. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._stopping.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(CLOSE_JOIN_S)
+            if self._thread.is_alive():
+                # It finishes on its own (a daemon); only its last events come late.
+                logger.warning("%s audio worker still busy after %ss", self.speaker, CLOSE_JOIN_S)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def stats(self) -> AudioStats:
+        worker = self._worker
+        return AudioStats(
+            packets=self._packets,
+            decode_errors=worker.decode_errors,
+            dropped_packets=self._dropped,
+            audio_ms=worker.audio_samples * 1000 // SAMPLE_RATE,
+            cpu_ms=worker.cpu_s * 1000.0,
+        )
+
+    def _run(self) -> None:
+        worker = self._worker
+        try:
+            while True:
+                batch = [self._queue.get()]
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        batch.append(self._queue.get_nowait())
+                started = time.thread_time()
+                for item in batch:
+                    if item is _STOP:
+                        worker.finish()
+                        worker.cpu_s += time.thread_time() - started
+                        return
+                    try:
+                        worker.packet(*item)
+                    except Exception:
+                        # A bug must not silence the rest of the call's audio.
+                        logger.exception("%s audio worker failed on a packet", self.speaker)
+                worker.cpu_s += time.thread_time() - started
+                # Waking up for every 20 ms packet costs more than decoding it once 40
+                # tracks share the GIL: let packets gather (close() cuts the wait short).
+                self._stopping.wait(BATCH_S)
+        except Exception:
+            logger.exception("%s audio worker stopped", self.speaker)
+        finally:
+            worker.close_recording()
+
+    def _deliver(self, events: list[SegmentEvent]) -> None:
+        """From the worker thread: hand events to the loop."""
+        for event in events:
+            try:
+                self._loop.call_soon_threadsafe(self._on_event, event)
+            except RuntimeError:
+                # The loop is closed: the process is shutting down and nobody listens.
+                return
+
+
+class _Worker:
+    """A track's decoding state; used by its worker thread only (counters read anywhere)."""
+
+    def __init__(
+        self,
+        speaker: str,
+        settings: SpeechSettings,
+        record_path: Path | None,
+        deliver: Callable[[list[SegmentEvent]], None],
+    ) -> None:
+        self._speaker = speaker
+        self._settings = settings
+        self._record_path = record_path
+        self._deliver = deliver
+        self._decoder = OpusDecoder()
+        self._vad = VoiceActivityDetector(settings.vad_aggressiveness, FRAME_MS)
+        self._segmenter: Segmenter | None = None
+        self._origin_ms = 0
+        self._last_arrival_ms = 0
+        self._recording: wave.Wave_write | None = None
+        self._record_failed = False
+        self.decode_errors = 0
+        self.audio_samples = 0
+        self.cpu_s = 0.0
+
+    def packet(self, payload: bytes, arrival_ms: int) -> None:
+        if self._segmenter is None:
+            # The first packet's arrival anchors the stream on the call clock; from there
+            # on time is counted in samples, which network jitter does not disturb.
+            self._origin_ms = arrival_ms
+            self._segmenter = Segmenter(
+                speaker=self._speaker,
+                settings=self._settings,
+                is_speech=self._vad.is_speech,
+                frame_ms=FRAME_MS,
+                origin_ms=arrival_ms,
+            )
+        elif arrival_ms - self._last_arrival_ms >= GAP_MS:
+            self._fill_gap(self._segmenter, arrival_ms)
+        self._last_arrival_ms = arrival_ms
+
+        try:
+            pcm = self._decoder.decode(payload)
+        except DecodeError as exc:
+            self.decode_errors += 1
+            if self.decode_errors in (1, 10, 100) or self.decode_errors % 1000 == 0:
+                logger.warning(
+                    "%s: skipped an undecodable Opus payload (%d so far): %s",
+                    self._speaker, self.decode_errors, exc,
+                )  # fmt: skip
+            return
+        self._audio(self._segmenter, pcm)
+
+    def finish(self) -> None:
+        if self._segmenter is not None:
+            self._audio(self._segmenter, self._decoder.flush())
+            self._deliver(self._segmenter.flush())
+
+    def _fill_gap(self, segmenter: Segmenter, arrival_ms: int) -> None:
+        gap_ms = arrival_ms - (self._origin_ms + self.audio_samples * 1000 // SAMPLE_RATE)
+        if gap_ms < GAP_MS:
+            return
+        self._deliver(segmenter.skip(gap_ms))
+        self._vad.reset()
+        # Whole frames only, so that segment times stay on the segmenter's frame grid.
+        gap_ms -= gap_ms % FRAME_MS
+        self.audio_samples += gap_ms * SAMPLE_RATE // 1000
+        self._record(silence(gap_ms))
+
+    def _audio(self, segmenter: Segmenter, pcm: bytes) -> None:
+        if pcm:
+            self.audio_samples += len(pcm) // SAMPLE_WIDTH
+            self._record(pcm)
+            self._deliver(segmenter.push(pcm))
+
+    def _record(self, pcm: bytes) -> None:
+        path = self._record_path
+        if path is None or self._record_failed or not pcm:
+            return
+        try:
+            if self._recording is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Open for the life of the track, closed by close_recording().
+                self._recording = wave.open(str(path), "wb")  # noqa: SIM115
+                self._recording.setnchannels(CHANNELS)
+                self._recording.setsampwidth(SAMPLE_WIDTH)
+                self._recording.setframerate(SAMPLE_RATE)
+            # writeframes patches the header every time: the file stays valid on a crash.
+            self._recording.writeframes(pcm)
+        except OSError:
+            logger.exception("%s: recording to %s failed; not recording", self._speaker, path)
+            self._record_failed = True
+
+    def close_recording(self) -> None:
+        if self._recording is not None:
+            try:
+                self._recording.close()
+            except OSError:
+                logger.exception("%s: closing the recording failed", self._speaker)
+            self._recording = None

