@@ -1,0 +1,49 @@
+"""Agent assist: customer context, live suggestions and call summaries (issue 4).
+
+Data flows in one direction: final transcripts → `CallContext` (entities, topics,
+sentiment) → one snapshot → a `SuggestionEngine` → `ai_suggestion` events. The call
+session owns one `CallAssistant` per call; see assistant.py. Submodules are imported
+lazily so that `server.assist.models` (imported by the store) stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.assist.assistant import CallAssistant
+    from server.config import AssistSettings
+    from server.store import Store
+
+
+async def create_assistant_factory(
+    settings: AssistSettings, store: Store
+) -> tuple[Callable[..., CallAssistant], Callable[[], Awaitable[None]]]:
+    """(factory, close): the factory makes one `CallAssistant` per call, all of them
+    sharing one engine and one knowledge base; `close()` releases the engine."""
+    from server.assist.assistant import CallAssistant
+    from server.assist.engine import create_suggestion_engine
+    from server.assist.knowledge import KnowledgeBase
+
+    knowledge = KnowledgeBase()
+    await knowledge.refresh_if_changed(store)
+    engine = create_suggestion_engine(settings, store, knowledge)
+
+    def factory(
+        *,
+        call_id: str,
+        customer_id: str,
+        publish: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    ) -> CallAssistant:
+        return CallAssistant(
+            call_id=call_id,
+            customer_id=customer_id,
+            store=store,
+            settings=settings,
+            engine=engine,
+            knowledge=knowledge,
+            publish=publish,
+        )
+
+    return factory, engine.close

@@ -1,0 +1,498 @@
+"""Intent playbooks: what an agent could say and do next, filled from the real records.
+
+Each playbook turns a snapshot into a reply (words for the agent to say) and an action
+(what to do in the back office), using the order the customer is talking about and the
+policy rules in policy.py. Negative sentiment puts empathy first. A knowledge suggestion
+cites the best article the context retrieved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server.assist import fmt
+from server.assist.context import ContextSnapshot
+from server.assist.knowledge import KnowledgeBase
+from server.assist.policy import REFUND_TIMELINE, PolicyCheck, check_policy
+from server.assist.sentiment import NEGATIVE_AT
+
+KNOWLEDGE_MIN_SCORE = 2.0
+"""Weaker matches are not worth an agent's attention."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    kind: str
+    text: str
+    confidence: float
+    sources: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Case:
+    """What a playbook knows: the snapshot plus the resolved order and its policy check."""
+
+    snap: ContextSnapshot
+    intent: str
+    order: dict[str, Any] | None
+    check: PolicyCheck
+    name: str
+
+    @property
+    def oid(self) -> str:
+        return self.order["order_id"] if self.order else ""
+
+    @property
+    def item(self) -> str:
+        return fmt.items(self.order) if self.order else "your order"
+
+    @property
+    def amount(self) -> str:
+        return (
+            fmt.money(self.order.get("amount"), self.order.get("currency", "USD"))
+            if self.order
+            else "the amount"
+        )
+
+    @property
+    def deadline(self) -> str:
+        return fmt.day(self.check.deadline_ms)
+
+
+Playbook = Callable[[_Case], tuple[str, str]]
+"""(reply body, action) for one intent; either may be empty."""
+
+
+def build_drafts(snap: ContextSnapshot, knowledge: KnowledgeBase | None = None) -> list[Draft]:
+    """The suggestions for this moment, reply first; repeats of shown ones are dropped."""
+    intent = playbook_intent(snap)
+    if intent is None and (snap.focus_reason == "mentioned" or snap.unknown_order_numbers):
+        intent = "order_status"  # an order number on its own: say what we know about it
+    drafts: list[Draft] = []
+    order = snap.focus_order
+    tier = (snap.customer or {}).get("tier")
+    if intent in _PLAYBOOKS:
+        check = check_policy(
+            _POLICY_TOPIC.get(intent, intent), order, now_ms=snap.now_ms, tier=tier
+        )
+        case = _Case(snap, intent, order, check, fmt.first_name(snap.customer))
+        body, action = _PLAYBOOKS[intent](case)
+        opener = _order_opener(case)
+        reply = " ".join(p for p in (empathy(snap), opener, body) if p)
+        sources = _order_sources(order) + _article_sources(check.article_id, knowledge)
+        confidence = _confidence(snap)
+        drafts.append(Draft("reply", reply, confidence, sources))
+        verify = _verification(case)
+        if verify:
+            action = f"{verify} {action}".strip()
+        if intent != "complaint" and any(t.name == "complaint" for t in snap.topics):
+            action = f"{action} Log the complaint in a ticket{' for order ' + case.oid if order else ''}.".strip()
+        if action:
+            drafts.append(
+                Draft(
+                    "action", action, round(max(0.3, confidence - 0.05), 2), _order_sources(order)
+                )
+            )
+    elif not snap.suggestions:
+        greeting = f"Thanks for calling, {case_name(snap)}. How can I help you today?"
+        reply = " ".join(p for p in (empathy(snap), greeting) if p)
+        drafts.append(Draft("reply", reply, 0.5))
+    for hit in snap.knowledge[:1]:
+        if hit.score >= KNOWLEDGE_MIN_SCORE:
+            confidence = round(0.4 + 0.55 * (1 - math.exp(-hit.score / 8)), 2)
+            drafts.append(
+                Draft("knowledge", f"{hit.title}: {hit.passage}", confidence, (hit.source(),))
+            )
+    return _drop_repeats(drafts, snap)
+
+
+def playbook_intent(snap: ContextSnapshot) -> str | None:
+    """The intent to act on: an upset customer's concrete problem beats "complaint"."""
+    for topic in snap.topics:
+        if topic.name != "complaint" and topic.score >= 1.0:
+            return topic.name
+    return snap.intent
+
+
+def case_name(snap: ContextSnapshot) -> str:
+    return fmt.first_name(snap.customer) or "and welcome"
+
+
+def empathy(snap: ContextSnapshot) -> str:
+    """An empathetic opening when the customer's latest turn is negative, else ''."""
+    mood = snap.sentiment
+    if mood is None or mood.score > NEGATIVE_AT:
+        return ""
+    name = fmt.first_name(snap.customer)
+    you = f", {name}" if name else ""
+    intent = playbook_intent(snap)
+    if mood.angry:
+        if intent == "complaint":
+            return (
+                f"I'm truly sorry{you}. You shouldn't have had to go through this, "
+                "and I'm going to take care of it personally, right now."
+            )
+        return (
+            f"I'm really sorry about this{you} — I completely understand your frustration, "
+            "and I'll get it sorted for you now."
+        )
+    item = fmt.items(snap.focus_order) if snap.focus_order else "it"
+    return {
+        "warranty": f"I'm sorry to hear the {item} isn't working properly{you}.",
+        "shipping_delay": f"I'm sorry your order hasn't arrived yet{you} — I know you've been waiting.",
+        "damaged_item": f"I'm so sorry it arrived damaged{you}.",
+        "billing": f"I'm sorry about the confusion with your bill{you}.",
+        "complaint": f"I'm sorry{you} — that's not the experience we want for you.",
+    }.get(intent or "", f"I'm sorry to hear that{you}.")
+
+
+def _confidence(snap: ContextSnapshot) -> float:
+    top = snap.topics[0].score if snap.topics else 0.0
+    value = 0.45 + min(0.3, 0.08 * top)
+    if (
+        snap.focus_reason == "mentioned"
+        and snap.focus_order
+        and snap.focus_order.get("belongs_to_caller")
+    ):
+        value += 0.15
+    elif snap.focus_reason == "inferred":
+        value -= 0.1
+    return round(min(0.95, max(0.2, value)), 2)
+
+
+def _order_sources(order: dict[str, Any] | None) -> tuple[dict[str, Any], ...]:
+    return ({"type": "order", "id": order["order_id"]},) if order else ()
+
+
+def _article_sources(
+    article_id: str | None, knowledge: KnowledgeBase | None
+) -> tuple[dict[str, Any], ...]:
+    doc = knowledge.get(article_id) if knowledge is not None and article_id else None
+    return ({"type": "article", "id": doc.id, "title": doc.title},) if doc else ()
+
+
+def _order_opener(case: _Case) -> str:
+    snap, order = case.snap, case.order
+    if snap.unknown_order_numbers and (order is None or snap.focus_reason != "mentioned"):
+        number = snap.unknown_order_numbers[0]
+        return f"I couldn't find an order {number} — could you read me the number once more?"
+    if order is None:
+        if case.intent in ("complaint", "account"):
+            return ""
+        if snap.orders:
+            return (
+                "Which order is this about? The 5-digit order number is in your confirmation email."
+            )
+        return "Could you give me the 5-digit order number? It's in your confirmation email."
+    if not order.get("belongs_to_caller", True):
+        return f"I can help with order {case.oid}; first I just need to confirm a few details on the account it was placed with."
+    when = _status_phrase(order)
+    if snap.focus_reason == "inferred":
+        return f"Is this about order {case.oid} — the {case.item} ({case.amount}), {when}?"
+    return f"I can see order {case.oid} — the {case.item}, {case.amount}, {when}."
+
+
+def _status_phrase(order: dict[str, Any]) -> str:
+    status = order.get("status")
+    if status == "delivered":
+        return f"delivered on {fmt.day(order.get('delivered_at'))}"
+    if status == "shipped":
+        return f"shipped on {fmt.day(order.get('shipped_at'))}"
+    if status in ("placed", "processing"):
+        return f"ordered on {fmt.day(order.get('created_at'))}"
+    return f"{status} (ordered {fmt.day(order.get('created_at'))})"
+
+
+def _verification(case: _Case) -> str:
+    order = case.order
+    if order is not None and not order.get("belongs_to_caller", True):
+        return (
+            f"Verify identity first: order {case.oid} belongs to a different customer account "
+            f"({order.get('customer_id')}); confirm the email or phone on that account."
+        )
+    return ""
+
+
+def _drop_repeats(drafts: list[Draft], snap: ContextSnapshot) -> list[Draft]:
+    shown_text = {(s.get("kind"), s.get("text")) for s in snap.suggestions}
+    shown_articles = {
+        src.get("id")
+        for s in snap.suggestions[-4:]
+        if s.get("kind") == "knowledge"
+        for src in s.get("sources") or ()
+        if src.get("type") == "article"
+    }
+    out = []
+    for draft in drafts:
+        if (draft.kind, draft.text) in shown_text:
+            continue
+        if draft.kind == "knowledge" and any(s.get("id") in shown_articles for s in draft.sources):
+            continue
+        out.append(draft)
+    return out
+
+
+# --- the playbooks ---------------------------------------------------------------------
+
+
+def _refund(c: _Case) -> tuple[str, str]:
+    return _money_back(c, "refund")
+
+
+def _return(c: _Case) -> tuple[str, str]:
+    return _money_back(c, "return")
+
+
+def _money_back(c: _Case, want: str) -> tuple[str, str]:
+    order, check = c.order, c.check
+    if order is None:
+        return (f"Once I have it, I'll check the {want} options for you right away.", "")
+    status = order.get("status")
+    if status in ("refunded", "returned"):
+        return (
+            f"Good news: order {c.oid} has already been refunded ({c.amount}). It can take 5–7 "
+            "business days to show on your statement.",
+            f"Confirm the refund reference on order {c.oid} and read it to the customer.",
+        )
+    if status == "cancelled":
+        return (
+            f"Order {c.oid} was cancelled, so you weren't charged for it; any pending authorisation "
+            "drops off within 3–5 business days.",
+            "",
+        )
+    if status in ("placed", "processing"):
+        return (
+            f"It hasn't shipped yet, so I can cancel it now and refund the full {c.amount} right away.",
+            f"Cancel order {c.oid} and release the {c.amount} authorisation.",
+        )
+    if status == "shipped":
+        return (
+            f"It's on its way with {order.get('carrier') or 'the carrier'}. You can refuse the delivery, "
+            f"or return it once it arrives, and we'll refund the full {c.amount}.",
+            f"Note on order {c.oid}: customer will refuse delivery or return it; refund {c.amount} on receipt.",
+        )
+    if check.eligible:
+        lead = (
+            "you're within our 30-day return window, so I can refund the full " + c.amount
+            if want == "refund"
+            else "you're within our 30-day return window, so you can return it for a full refund of "
+            + c.amount
+        )
+        return (
+            f"Since it was delivered {check.days_since_delivery} days ago, {lead}. I'll email you a prepaid "
+            f"return label; under our refund policy the refund is {REFUND_TIMELINE}.",
+            f"Start a return for order {c.oid} ({c.item}, {c.amount}): send the prepaid label and refund "
+            f"{c.amount} to the original payment method on receipt. Eligible until {c.deadline}.",
+        )
+    return (
+        f"It was delivered on {fmt.day(order.get('delivered_at'))}, which is past our 30-day return window. "
+        "If something is wrong with it, it's covered by our 1-year warranty and I can arrange a free replacement.",
+        f"Order {c.oid} is outside the return window: check for a defect and offer a warranty replacement.",
+    )
+
+
+def _warranty(c: _Case) -> tuple[str, str]:
+    order, check = c.order, c.check
+    if order is None:
+        return ("Once I have it, I'll check your warranty coverage.", "")
+    if check.eligible and (check.days_since_delivery or 0) <= 30:
+        return (
+            f"It was delivered {check.days_since_delivery} days ago, so you're still within our "
+            f"30-day return window and I can offer a full refund of {c.amount} or an exchange — whichever you prefer.",
+            f"Offer refund or exchange for order {c.oid} ({c.item}); log the fault description.",
+        )
+    if check.eligible:
+        return (
+            f"Good news: it's covered by our 1-year warranty until {c.deadline}. I can send you a free "
+            "replacement — it ships within 2 business days of approval, with a prepaid label to send the faulty one back.",
+            f"Open a warranty claim for order {c.oid} ({c.item}): record the fault, ask for a photo or video, "
+            "approve the replacement.",
+        )
+    if order.get("status") != "delivered":
+        return (
+            f"Order {c.oid} hasn't been delivered yet, so let's look at its delivery first.",
+            "",
+        )
+    return (
+        f"It was delivered on {fmt.day(order.get('delivered_at'))}, so unfortunately it's outside the 1-year "
+        "warranty. I can check repair options or a discount on a replacement for you.",
+        f"Order {c.oid} is out of warranty: check for an extended protection plan before offering alternatives.",
+    )
+
+
+def _damaged(c: _Case) -> tuple[str, str]:
+    if c.order is None:
+        return (
+            "I'll make this right with a replacement or a refund as soon as I find the order.",
+            "",
+        )
+    return (
+        f"I'll send a replacement {c.item} by Express right away at no cost — you don't need to wait for "
+        f"the damaged one to come back. Or, if you prefer, a full refund of {c.amount}.",
+        f"Send an Express replacement for order {c.oid} (no return needed first); ask for a photo of the "
+        "item and box for the carrier claim.",
+    )
+
+
+def _delivery(c: _Case) -> tuple[str, str]:
+    order, check = c.order, c.check
+    if order is None:
+        return ("Once I have it, I'll check exactly where it is.", "")
+    status = order.get("status")
+    carrier = order.get("carrier") or "the carrier"
+    tracking = order.get("tracking_number")
+    track = f" The tracking number is {tracking}." if tracking else ""
+    if status in ("placed", "processing"):
+        return (
+            "It's being prepared and should ship within 1 business day; you'll get the tracking number "
+            "by email as soon as it does.",
+            "",
+        )
+    if status == "delivered":
+        return (
+            f"The carrier shows it was delivered on {fmt.day(order.get('delivered_at'))} to "
+            f"{order.get('shipping_address') or 'your address'}. Could you check with neighbours and around the "
+            "property? If it's not there within 24 hours, I'll send a replacement.",
+            f"If not found within 24 hours, treat order {c.oid} as lost and send a replacement.",
+        )
+    if status == "shipped" and check.eligible and "lost" in check.reason:
+        return (
+            f"It's well past its estimated delivery, so I'll treat it as lost and send you a free replacement "
+            f"by Express — or refund the full {c.amount}, whichever you prefer.",
+            f"Order {c.oid} ({carrier} {tracking or ''}) is lost: ship an Express replacement or refund {c.amount}; "
+            "refund any shipping charge.",
+        )
+    if status == "shipped" and check.eligible:
+        return (
+            f"It shipped with {carrier} on {fmt.day(order.get('shipped_at'))} and was expected on {c.deadline}. "
+            f"I'm opening a trace with {carrier} now and I'll update you within 1 business day.{track}",
+            f"Open a carrier trace for order {c.oid} ({carrier} {tracking or ''}); follow up with the customer "
+            "within 1 business day.",
+        )
+    if status == "shipped":
+        return (
+            f"It shipped with {carrier} on {fmt.day(order.get('shipped_at'))} and is expected on "
+            f"{c.deadline}.{track}",
+            "",
+        )
+    return (f"Order {c.oid} is {status}.", "")
+
+
+def _cancellation(c: _Case) -> tuple[str, str]:
+    order, check = c.order, c.check
+    if order is None:
+        return ("Once I have it, I'll check whether it can still be cancelled.", "")
+    if check.eligible:
+        return (
+            f"It hasn't shipped yet, so I can cancel it free of charge right now. The {c.amount} authorisation "
+            "is released immediately and drops off your statement within 3–5 business days.",
+            f"Cancel order {c.oid} and confirm the {c.amount} authorisation release to the customer.",
+        )
+    if order.get("status") == "shipped":
+        return (
+            f"It has already shipped with {order.get('carrier') or 'the carrier'}, so I can't cancel it, but you "
+            "can refuse the delivery or return it within 30 days for a full refund.",
+            f"Note on order {c.oid}: customer will refuse delivery; refund {c.amount} when it's back.",
+        )
+    return (f"Order {c.oid} is {order.get('status')}, so there's nothing left to cancel.", "")
+
+
+def _address(c: _Case) -> tuple[str, str]:
+    order, check = c.order, c.check
+    if order is None:
+        return (
+            "I can update the address on your account; for an order on its way I'll need its number.",
+            "",
+        )
+    current = order.get("shipping_address") or "the current address"
+    if check.eligible:
+        return (
+            "It hasn't shipped yet, so I can update the address now. What's the new address? I'll read it "
+            "back to you to confirm.",
+            f"Verify identity, then update the shipping address on order {c.oid} (currently {current}).",
+        )
+    if order.get("status") == "shipped":
+        carrier = order.get("carrier") or "the carrier"
+        if carrier == "USPS":
+            return (
+                "It has already shipped with USPS; you can request a Package Intercept with them to redirect it. "
+                "I'll send you the tracking number so you can do that.",
+                "",
+            )
+        return (
+            f"It has already shipped with {carrier}, but I can request a redirect to your new address — "
+            "there's a $5 carrier fee, and it has to stay within the same country.",
+            f"Request a {carrier} redirect for order {c.oid} ($5 fee) after confirming the new address.",
+        )
+    return (
+        f"Order {c.oid} was already delivered to {current}; I can update your account address for future orders.",
+        "Update the default address on the customer's account.",
+    )
+
+
+def _billing(c: _Case) -> tuple[str, str]:
+    snap = c.snap
+    ticket = next(
+        (
+            t
+            for t in snap.tickets
+            if t.get("status") in ("open", "pending")
+            and "charge" in str(t.get("subject", "")).lower()
+        ),
+        None,
+    )
+    ref = f" I can see your open case {ticket['ticket_id']} about this." if ticket else ""
+    amount = f" of {c.amount}" if c.order else ""
+    order_ref = f" on order {c.oid}" if c.order else ""
+    return (
+        f"Let me look at the charges{amount}.{ref} Often one of them is a pending authorisation that drops off "
+        "within 3–5 business days; if both have posted, I'll refund the duplicate right away and give you the reference.",
+        f"Check whether both charges{order_ref} have posted; if so refund the duplicate{amount}"
+        + (
+            f" and update ticket {ticket['ticket_id']}."
+            if ticket
+            else " and open a billing ticket."
+        ),
+    )
+
+
+def _complaint(c: _Case) -> tuple[str, str]:
+    order = f" about order {c.oid}" if c.order else ""
+    look = (
+        f"Let me look into order {c.oid} and fix this now."
+        if c.order
+        else "Let me fix this for you now."
+    )
+    return (
+        f"{look} If you'd still like to speak to a supervisor, I'll arrange a call back "
+        "from a team lead within 4 business hours.",
+        f"Open a high-priority escalation ticket{order} with a short case summary; a goodwill credit of up to "
+        "$20 is at your discretion.",
+    )
+
+
+def _account(c: _Case) -> tuple[str, str]:
+    return (
+        "I can help with that. For security I'll send a password reset link to the email on your account — "
+        "it's valid for 30 minutes.",
+        "Verify identity (phone on file plus two recent order numbers) before changing the account email.",
+    )
+
+
+_PLAYBOOKS: dict[str, Playbook] = {
+    "refund": _refund,
+    "return": _return,
+    "warranty": _warranty,
+    "damaged_item": _damaged,
+    "order_status": _delivery,
+    "shipping_delay": _delivery,
+    "cancellation": _cancellation,
+    "address_change": _address,
+    "billing": _billing,
+    "complaint": _complaint,
+    "account": _account,
+}
+_POLICY_TOPIC = {"order_status": "shipping_delay"}
