@@ -59,17 +59,21 @@ async def forward_only(settings, store):  # type: ignore[no-untyped-def]
 
 
 async def services_factory(settings, store):  # type: ignore[no-untyped-def]
-    from media.pipeline import InboundAudio
+    from media.pipeline import AudioThread, InboundAudio
 
     loop = asyncio.get_running_loop()
+    audio_thread = AudioThread()
 
     def pipeline(*, speaker: str, call_id: str, **kwargs: object) -> InboundAudio:
-        return InboundAudio(speaker=speaker, settings=settings.speech, loop=loop, **kwargs)  # type: ignore[arg-type]
+        return InboundAudio(
+            speaker=speaker, settings=settings.speech, loop=loop, audio_thread=audio_thread,
+            **kwargs,  # type: ignore[arg-type]
+        )
 
     services = Services(settings=settings, speech_pipeline=pipeline, transcriber=CountingTranscriber)
 
     async def close() -> None:
-        return None
+        audio_thread.close()
 
     return services, close
 

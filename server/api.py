@@ -167,7 +167,11 @@ async def create_call(request: web.Request) -> web.Response:
             )
         ).first()
         if open_call is not None:
-            raise conflict(f"you already have an open call {open_call.id}", "call_already_open")
+            raise conflict(
+                f"you already have an open call {open_call.id}",
+                "call_already_open",
+                call_id=open_call.id,
+            )
         call = Call(customer_id=who.customer_id or "", reason=reason.strip())
         session.add(call)
     live = await request.app[HUB].session(call.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -36,8 +37,8 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
 @web.middleware
@@ -47,7 +48,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -108,8 +109,14 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
         if HUB in app:
             await app[HUB].close()
 
+    async def no_stale_assets(request: web.Request, response: web.StreamResponse) -> None:
+        # Pages are plain ES modules: after an upgrade browsers must not run old ones.
+        if request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-cache"
+
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_calls)
+    app.on_response_prepare.append(no_stale_assets)
     app.add_routes(api.routes)
     app.router.add_get("/api/config", _config)
     for path, name in PAGES.items():

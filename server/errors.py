@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra  # more fields for the error object, e.g. the conflicting call_id
 
 
 def bad_request(message: str, code: str = "bad_request") -> ApiError:
@@ -27,5 +30,5 @@ def not_found(message: str, code: str = "not_found") -> ApiError:
     return ApiError(404, code, message)
 
 
-def conflict(message: str, code: str = "conflict") -> ApiError:
-    return ApiError(409, code, message)
+def conflict(message: str, code: str = "conflict", **extra: Any) -> ApiError:
+    return ApiError(409, code, message, **extra)

@@ -19,7 +19,7 @@ async def build_services(
     closers: list[Callable[[], Awaitable[None]]] = []
 
     if settings.speech.engine != "off":
-        from media.pipeline import InboundAudio
+        from media.pipeline import AudioThread, InboundAudio
         from media.stt import create_speech_to_text
         from media.transcriber import CallTranscriber
 
@@ -28,6 +28,12 @@ async def build_services(
         closers.append(stt.aclose)
         loop = asyncio.get_running_loop()
         recordings = settings.data_dir / "recordings"
+        audio_thread = AudioThread()
+
+        async def close_audio() -> None:
+            await asyncio.to_thread(audio_thread.close)
+
+        closers.append(close_audio)
 
         def speech_pipeline(*, speaker: str, call_id: str, **kwargs: Any) -> InboundAudio:
             record_path = None
@@ -39,6 +45,7 @@ async def build_services(
                 settings=settings.speech,
                 loop=loop,
                 record_path=record_path,
+                audio_thread=audio_thread,
                 **kwargs,
             )
 

@@ -1,0 +1,282 @@
+// Agent console: waiting calls, the live call with transcript, suggestions and customer
+// context, and the summary afterwards.
+
+import { ApiError } from "./api.js";
+import { LiveCall, callPanel } from "./call.js";
+import { EventFeed } from "./feed.js";
+import { openMicrophone, resumeAudioOnGesture, stopStream } from "./media.js";
+import { StaffSession } from "./staff.js";
+import { $, h, Notices, poll, since } from "./ui.js";
+import { CustomerView, SuggestionsView, TranscriptView, renderSummary } from "./views.js";
+
+const PAGE = "agent";
+const WAITING_POLL_MS = 2000;
+const SUMMARY_RETRIES = 20; // the summary is written just after the call ends
+const CALL_STATE_TEXT = { waiting: "Waiting", active: "Active", ended: "Ended" };
+
+const notices = new Notices(document);
+const consoleEl = $("#console");
+const panel = callPanel($("#call"));
+const endButton = $("#end-call");
+const summaryCard = $("#summary-card");
+
+const transcript = new TranscriptView($("#transcript"), { names: { agent: "You" }, empty: $("#transcript-empty") });
+const customer = new CustomerView($("#customer"));
+const suggestions = new SuggestionsView($("#suggestions"), {
+  interactive: true,
+  empty: $("#suggestions-empty"),
+  onFeedback: (id, action) => {
+    if (live && live.send({ type: "suggestion_feedback", suggestion_id: id, action })) return true;
+    notices.error("Not connected: the feedback was not sent. Try again once the call is connected.");
+    return false;
+  },
+  onStop: stopSuggestions,
+});
+
+let api = null;
+let live = null; // the LiveCall on screen (active or ended)
+let waitingPoll = null;
+let accepting = false;
+let summaryShown = false;
+
+const staff = new StaffSession({ page: PAGE, role: "agent", notices, onSignedIn, onSignedOut });
+
+function inCall() {
+  return Boolean(live && !live.ended);
+}
+
+// -- waiting calls ---------------------------------------------------------------------
+
+async function refreshWaiting() {
+  let calls;
+  try {
+    ({ calls } = await api.listCalls("waiting"));
+  } catch (error) {
+    staff.handleError(error);
+    return;
+  }
+  const list = $("#waiting");
+  const focused = document.activeElement && document.activeElement.closest("#waiting [data-call-id]");
+  const focusedId = focused && focused.dataset.callId;
+  const busy = inCall() || accepting;
+  list.replaceChildren(
+    ...calls.map((call) => {
+      const name = (call.customer && call.customer.name) || "unknown caller";
+      const contact = call.customer && (call.customer.phone || call.customer.email);
+      const meta = [contact, call.reason, `waiting ${since(call.created_at)}`].filter(Boolean).join(" · ");
+      return h(
+        "li",
+        { class: "call-item", dataset: { callId: call.call_id } },
+        h("span", { class: "who" }, name),
+        h("span", { class: "meta" }, meta),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "primary",
+            "aria-label": `Accept call from ${name}`,
+            title: busy ? "Finish the current call first" : null,
+            disabled: busy,
+            onclick: () => accept(call),
+          },
+          "Accept",
+        ),
+      );
+    }),
+  );
+  if (focusedId) {
+    const again = list.querySelector(`[data-call-id="${CSS.escape(focusedId)}"] button`);
+    if (again && !again.disabled) again.focus();
+  }
+  $("#waiting-count").textContent = calls.length ? `(${calls.length})` : "";
+  $("#waiting-empty").hidden = calls.length > 0;
+}
+
+async function accept(call) {
+  if (inCall() || accepting) return;
+  accepting = true;
+  waitingPoll.now();
+  notices.clearError();
+  let stream = null;
+  try {
+    notices.info("Opening your microphone…");
+    stream = await openMicrophone(); // first: a refused mic leaves the call waiting for others
+    await api.accept(call.call_id);
+  } catch (error) {
+    stopStream(stream);
+    notices.info("");
+    staff.handleError(error);
+    accepting = false;
+    waitingPoll.now();
+    return;
+  }
+  accepting = false;
+  staff.update({ callId: call.call_id });
+  notices.info(`Connecting to ${(call.customer && call.customer.name) || "the caller"}…`, { fade: 4000 });
+  await openCall({ ...call, state: "active" }, stream);
+  waitingPoll.now();
+}
+
+// -- the call ----------------------------------------------------------------------------
+
+function feedFor() {
+  const feed = new EventFeed();
+  feed.on("transcript", (event) => transcript.transcript(event));
+  feed.on("call_state", (event) => {
+    transcript.callState(event);
+    showState(event.state);
+    // A call that ended long ago (seen after a reload) will not get its summary any more.
+    if (event.state === "ended") callEnded({ retries: Date.now() - event.ts < 30000 ? SUMMARY_RETRIES : 0 });
+  });
+  feed.on("customer_context", (event) => customer.context(event));
+  feed.on("ai_suggestion", (event) => suggestions.suggestion(event));
+  feed.on("suggestion_feedback", (event) => suggestions.feedback(event));
+  feed.on("summary", (event) => showSummary(event.summary));
+  feed.on("status", (event) => notices.serverStatus(event));
+  return feed;
+}
+
+function showState(state) {
+  panel.state.textContent = CALL_STATE_TEXT[state] || state;
+  panel.state.dataset.state = state;
+}
+
+function resetCall() {
+  if (live) live.finish();
+  live = null;
+  summaryShown = false;
+  transcript.clear();
+  suggestions.clear();
+  suggestions.setInteractive(true);
+  customer.clear();
+  summaryCard.hidden = true;
+  $("#summary").replaceChildren(h("p", { class: "muted" }, "Writing the summary…"));
+  $("#call-live").hidden = true;
+  $("#call-idle").hidden = false;
+}
+
+// Shows `call` (a record of GET /api/calls) and, if `stream` is given, joins it live.
+async function openCall(call, stream = null) {
+  resetCall();
+  const name = (call.customer && call.customer.name) || "Customer";
+  transcript.setNames({ customer: name });
+  customer.basic(call.customer);
+  $("#caller").textContent = name;
+  $("#call-idle").hidden = true;
+  $("#call-live").hidden = false;
+  endButton.disabled = call.state === "ended";
+  showState(call.state);
+  const current = new LiveCall({
+    api,
+    callId: call.call_id,
+    feed: feedFor(),
+    panel,
+    notices,
+    onEnded: () => callEnded({ retries: SUMMARY_RETRIES }),
+  });
+  live = current;
+  try {
+    await current.restore();
+  } catch (error) {
+    staff.handleError(error);
+  }
+  if (!stream || current.ended || live !== current) {
+    stopStream(stream);
+    return;
+  }
+  await current.start(stream);
+}
+
+function callEnded({ retries = 0 } = {}) {
+  if (!live || live.ended) return;
+  live.finish();
+  endButton.disabled = true;
+  suggestions.stopStreaming();
+  suggestions.setInteractive(false);
+  showState("ended");
+  summaryCard.hidden = false;
+  notices.info("The call has ended.");
+  waitingPoll.now();
+  if (!summaryShown) loadSummary(live, retries);
+}
+
+async function loadSummary(call, retries) {
+  const wanted = () => live === call && !summaryShown;
+  try {
+    const summary = await api.waitForSummary(call.callId, { retries, stillWanted: wanted });
+    if (wanted()) showSummary(summary);
+  } catch (error) {
+    notices.error(error);
+  }
+}
+
+function showSummary(summary) {
+  summaryShown = true;
+  summaryCard.hidden = false;
+  renderSummary($("#summary"), summary);
+}
+
+async function endCall() {
+  if (!inCall()) return;
+  endButton.disabled = true;
+  try {
+    const call = live;
+    await api.end(call.callId); // returns once the server has written the summary
+    callEnded();
+    if (!summaryShown) loadSummary(call, 0);
+  } catch (error) {
+    endButton.disabled = false;
+    staff.handleError(error);
+  }
+}
+
+function stopSuggestions() {
+  if (!suggestions.streaming.length) return;
+  if (live && live.send({ type: "stop_suggestions" })) suggestions.stopStreaming();
+  else notices.error("Not connected: could not stop the suggestion.");
+}
+
+// -- session ------------------------------------------------------------------------------
+
+function onSignedIn(signedInApi, saved) {
+  api = signedInApi;
+  consoleEl.hidden = false;
+  waitingPoll = poll(refreshWaiting, WAITING_POLL_MS);
+  if (saved.callId) resumeCall(saved.callId);
+}
+
+function onSignedOut() {
+  if (waitingPoll) waitingPoll.stop();
+  resetCall();
+  consoleEl.hidden = true;
+  api = null;
+}
+
+// After a reload: rejoin the active call (a new offer replaces the old connection), or
+// show the ended one with its summary.
+async function resumeCall(callId) {
+  let stream = null;
+  try {
+    const call = await api.getCall(callId);
+    if (call.state === "active") {
+      notices.info("Rejoining the call…", { fade: 4000 });
+      stream = await openMicrophone();
+    }
+    await openCall(call, stream);
+    if (call.state === "ended") callEnded({ retries: 0 });
+  } catch (error) {
+    stopStream(stream);
+    if (error instanceof ApiError && [403, 404].includes(error.status)) staff.update({ callId: null });
+    staff.handleError(error);
+  }
+}
+
+endButton.addEventListener("click", endCall);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && suggestions.streaming.length) {
+    event.preventDefault();
+    stopSuggestions();
+  }
+});
+resumeAudioOnGesture();
+staff.start();
