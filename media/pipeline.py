@@ -35,7 +35,7 @@ MAX_BACKLOG_PACKETS = 1500
 """Packets (30 s) waiting for the worker before new ones are dropped: bounded memory if
 the process is starved of CPU."""
 CLOSE_JOIN_S = 2.0
-BATCH_S = 0.05
+BATCH_S = 0.02
 """The audio thread sleeps this long between batches of packets."""
 
 
@@ -164,6 +164,11 @@ class InboundAudio:
         return self._closed
 
     @property
+    def speaking(self) -> bool:
+        """Whether an utterance is open (as of the last processed batch); any thread."""
+        return self._worker.speaking
+
+    @property
     def stats(self) -> AudioStats:
         worker = self._worker
         return AudioStats(
@@ -256,6 +261,11 @@ class _Worker:
                 )  # fmt: skip
             return
         self._audio(self._segmenter, pcm)
+
+    @property
+    def speaking(self) -> bool:
+        segmenter = self._segmenter
+        return segmenter is not None and segmenter.in_speech
 
     def finish(self) -> None:
         if self._segmenter is not None:

@@ -65,7 +65,10 @@ class AssistSettings:
     openai_api_key: str = ""
     timeout_s: float = 8.0
     debounce_ms: int = 500
-    """Final customer transcripts closer together than this produce one suggestion."""
+    """Final customer transcripts closer together than this produce one suggestion; the
+    longest a suggestion waits while the customer is still speaking."""
+    settle_ms: int = 60
+    """The wait after a final customer transcript when the VAD says the customer is silent."""
     history_turns: int = 12
     """Turns of the conversation the engines see."""
 
@@ -184,6 +187,7 @@ def load_settings(
         openai_api_key=env.get("CALLASSIST_LLM_API_KEY", openai_key),
         timeout_s=_float(env, "CALLASSIST_LLM_TIMEOUT", 8.0),
         debounce_ms=_int(env, "CALLASSIST_SUGGEST_DEBOUNCE_MS", 500),
+        settle_ms=_int(env, "CALLASSIST_SUGGEST_SETTLE_MS", 60),
         history_turns=_int(env, "CALLASSIST_HISTORY_TURNS", 12),
     )
     settings = Settings(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import json
 import os
 import sys
@@ -99,6 +98,7 @@ class OpusPacketTrack(MediaStreamTrack):
         self._index = 0
         self._start: float | None = None
         self._sent = 0
+        self.clip_started_at: float | None = None  # monotonic time the clip's first packet went out
         self.speech_sent_at: float | None = None  # monotonic time the last file packet went out
 
     def replace(self, packets: list[bytes]) -> None:
@@ -116,6 +116,8 @@ class OpusPacketTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         if self._index < len(self._packets):
+            if self._index == 0:
+                self.clip_started_at = time.monotonic()
             payload = self._packets[self._index]
             self._index += 1
             if self._index == len(self._packets):
@@ -198,6 +200,7 @@ class Participant:
         self.track = OpusPacketTrack(packets or [])
         self.received = ReceivedAudio(decode=decode)
         self.events: list[dict[str, Any]] = []
+        self.received_at: list[float] = []  # monotonic arrival time of each event
         self._on_event = on_event
         self._changed = asyncio.Condition()
         self._http = http
@@ -260,6 +263,7 @@ class Participant:
     def _handle_message(self, message: str | bytes) -> None:
         event = json.loads(message)
         self.events.append(event)
+        self.received_at.append(time.monotonic())
         if self._on_event is not None:
             self._on_event(event)
         asyncio.ensure_future(self._notify())  # noqa: RUF006 - short-lived, awaited by waiters

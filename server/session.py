@@ -258,18 +258,26 @@ class CallSession:
         factory = self.services.assistant
         if factory is None or self.assistant is not None:
             return
-        self.assistant = factory(
-            call_id=self.call_id, customer_id=self.call.customer_id, publish=self.publish
-        )
+        self.assistant = self._make_assistant(factory)
         await self.assistant.on_accept()
 
     def resume(self) -> None:
         """After a server restart, an active call gets its assistant back (no new context)."""
         factory = self.services.assistant
         if self.call.state == "active" and factory is not None and self.assistant is None:
-            self.assistant = factory(
-                call_id=self.call_id, customer_id=self.call.customer_id, publish=self.publish
-            )
+            self.assistant = self._make_assistant(factory)
+
+    def _make_assistant(self, factory: Callable[..., Any]) -> Any:
+        return factory(
+            call_id=self.call_id,
+            customer_id=self.call.customer_id,
+            publish=self.publish,
+            customer_speaking=self._customer_speaking,
+        )
+
+    def _customer_speaking(self) -> bool:
+        pipeline = self._pipelines.get("customer")
+        return bool(pipeline is not None and pipeline.speaking)
 
     async def on_ended(self, call: Call) -> None:
         self.call = call

@@ -35,6 +35,7 @@ async def create_assistant_factory(
         call_id: str,
         customer_id: str,
         publish: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        customer_speaking: Callable[[], bool] | None = None,
     ) -> CallAssistant:
         return CallAssistant(
             call_id=call_id,
@@ -44,6 +45,7 @@ async def create_assistant_factory(
             engine=engine,
             knowledge=knowledge,
             publish=publish,
+            customer_speaking=customer_speaking,
         )
 
     return factory, engine.close

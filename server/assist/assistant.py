@@ -43,6 +43,10 @@ MAX_WAIT_FACTOR = 3
 """A customer who keeps talking still gets a suggestion after this many debounce periods."""
 
 
+SPEAKING_POLL_S = 0.05
+"""How often a pending suggestion checks whether the customer is still speaking."""
+
+
 class AssistError(ValueError):
     """A request the assistant refuses; `code` is the status event's code."""
 
@@ -91,8 +95,12 @@ class CallAssistant:
         engine: SuggestionEngine,
         knowledge: KnowledgeBase,
         publish: Publish,
+        customer_speaking: Callable[[], bool] | None = None,
     ) -> None:
         self.call_id = call_id
+        # Whether the customer's voice is active right now (from the VAD); without it the
+        # assistant debounces blindly.
+        self._customer_speaking = customer_speaking
         self.customer_id = customer_id
         self._store = store
         self._settings = settings
@@ -229,6 +237,23 @@ class CallAssistant:
         )
         self._generation = generation
 
+    async def _await_turn_end(self, cap: float) -> None:
+        """Wait until the customer has finished their turn, at most `cap` seconds.
+
+        The debounce exists so that a customer who is still talking gets one suggestion
+        for the whole turn. When the VAD says they are silent, the final transcript already
+        came after `silence_ms` of silence, so a short settle is enough; while they speak
+        on, wait up to the debounce (a new final transcript reschedules anyway).
+        """
+        if self._customer_speaking is None:
+            await asyncio.sleep(cap)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cap
+        await asyncio.sleep(min(cap, max(0, self._settings.settle_ms) / 1000))
+        while self._customer_speaking() and loop.time() < deadline:
+            await asyncio.sleep(min(SPEAKING_POLL_S, max(0.0, deadline - loop.time())))
+
     async def _cancel(self, reason: str) -> None:
         generation = self._generation
         self._pending_since = None
@@ -244,7 +269,7 @@ class CallAssistant:
         if previous is not None:
             # The superseded run publishes its last messages first, keeping seq order.
             await asyncio.wait({previous})
-        await asyncio.sleep(delay)
+        await self._await_turn_end(delay)
         self._pending_since = None
         try:
             await self._generate(generation)

@@ -69,6 +69,7 @@ async def make_assistant(demo_store: Store, knowledge: KnowledgeBase) -> AsyncIt
         customer_id: str = "cus_demo_01",
         debounce_ms: int = 0,
         call_id: str | None = None,
+        customer_speaking: Any = None,
     ) -> tuple[CallAssistant, Recorder]:
         recorder = Recorder(demo_store)
         assistant = CallAssistant(
@@ -79,6 +80,7 @@ async def make_assistant(demo_store: Store, knowledge: KnowledgeBase) -> AsyncIt
             engine=engine or LocalSuggestionEngine(knowledge),
             knowledge=knowledge,
             publish=recorder,
+            customer_speaking=customer_speaking,
         )
         made.append(assistant)
         return assistant, recorder
@@ -147,6 +149,32 @@ async def test_quick_transcripts_make_one_suggestion(make_assistant: Any) -> Non
         "id": "refund-policy",
         "title": "Refund policy and timelines",
     } in final["sources"]
+
+
+async def test_suggestion_waits_for_the_end_of_the_customers_turn(make_assistant: Any) -> None:
+    speaking = {"now": False}
+    assistant, recorder = await make_assistant(
+        debounce_ms=2000, customer_speaking=lambda: speaking["now"]
+    )
+    loop = asyncio.get_running_loop()
+    # Silent customer: only the short settle, not the 2 s debounce.
+    started = loop.time()
+    assistant.on_transcript(transcript("I want a refund for order seven eight nine zero one.", "s1"))
+    await recorder.wait_for(lambda: len(recorder.finals()) >= 1)
+    assert loop.time() - started < 0.5
+    # Still speaking: the suggestion waits until the turn ends, then covers the whole turn.
+    await asyncio.sleep(0.3)
+    before = len(recorder.of("ai_suggestion"))
+    speaking["now"] = True
+    assistant.on_transcript(transcript("And my headphones stopped working,", "s2"))
+    await asyncio.sleep(0.4)
+    assert len(recorder.of("ai_suggestion")) == before
+    assistant.on_transcript(transcript("I need a warranty claim.", "s3"))
+    await asyncio.sleep(0.3)
+    assert len(recorder.of("ai_suggestion")) == before
+    speaking["now"] = False
+    await recorder.wait_for(lambda: len(recorder.of("ai_suggestion")) > before)
+    assert {e["in_reply_to"] for e in recorder.of("ai_suggestion")[before:]} == {"s3"}
 
 
 async def test_angry_customer_hears_empathy_first(make_assistant: Any) -> None:
