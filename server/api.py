@@ -12,7 +12,8 @@ from sqlalchemy import func, update
 from sqlmodel import col, or_, select
 
 from server import events
-from server.auth import Principal, Tokens, authenticate, principal_from_header, require_role
+from server.assist.assistant import feedback_stats
+from server.auth import Principal, authenticate, principal_from_header, require_role
 from server.errors import ApiError, bad_request, conflict, forbidden
 from server.hub import CallHub
 from server.models import Call, CallEvent, Customer
@@ -332,29 +333,37 @@ async def _sse_write(response: web.StreamResponse, event: dict[str, Any]) -> Non
     await response.write(("\n".join(lines) + "\n\n").encode())
 
 
+@routes.get("/api/calls/{call_id}/recordings/{speaker}")
+async def recording(request: web.Request) -> web.StreamResponse:
+    """A participant's audio as 16 kHz mono WAV, kept when CALLASSIST_RECORD_AUDIO is on."""
+    _who, call = await _call_for(request, allow_customer=False)
+    speaker = request.match_info["speaker"]
+    if speaker not in ("customer", "agent"):
+        raise bad_request("speaker must be customer or agent", "invalid_speaker")
+    path = request.app[SETTINGS].data_dir / "recordings" / call.id / f"{speaker}.wav"
+    if not path.is_file():
+        raise ApiError(404, "recording_not_found", "no recording of this speaker in this call")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
+
+
 @routes.get("/api/stats")
 async def stats(request: web.Request) -> web.Response:
     require_role(principal(request), "admin")
     async with request.app[STORE].session() as session:
         rows = (await session.exec(select(Call.state, func.count()).group_by(Call.state))).all()
-        feedback = (
-            await session.exec(select(CallEvent.body).where(CallEvent.type == events.SUGGESTION_FEEDBACK))
-        ).all()
-        suggestions = (
-            await session.exec(
-                select(func.count()).select_from(CallEvent).where(CallEvent.type == events.AI_SUGGESTION)
-            )
-        ).one()
     by_state = {state: count for state, count in rows}
-    used = sum(1 for body in feedback if body.get("action") == "used")
+    feedback = await feedback_stats(request.app[STORE])
+    total = feedback["total"]
     return web.json_response(
         {
             "calls": {s: by_state.get(s, 0) for s in ("waiting", "active", "ended")},
             "live_sessions": request.app[HUB].live_count,
             "suggestions": {
-                "total": int(suggestions),
-                "used": used,
-                "dismissed": len(feedback) - used,
+                "total": total["shown"],
+                "used": total["used"],
+                "dismissed": total["dismissed"],
+                "use_rate": total["use_rate"],
+                "by_kind": feedback["by_kind"],
             },
         }
     )

@@ -95,6 +95,11 @@ async def test_refund_for_a_spoken_order_number(run: Running) -> None:
     agent.send({"type": "suggestion_feedback", "suggestion_id": first["suggestion_id"], "action": "used"})
     echo = await agent.wait_for(lambda e: e["type"] == "suggestion_feedback")
     assert echo["action"] == "used" and echo["seq"] > first["seq"]
+    admin = await run.agent("root", role="admin")
+    status, stats = await run.api.call("GET", "/api/stats", admin)
+    assert status == 200 and stats["calls"]["active"] == 1
+    assert stats["suggestions"]["total"] == len(done_suggestions(agent)) >= 1
+    assert stats["suggestions"]["by_kind"][first["kind"]]["used"] == 1
 
     status, _ = await run.api.call("POST", f"/api/calls/{call_id}/end", agent_token)
     assert status == 200
