@@ -311,15 +311,16 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             await _sse_write(response, event)
         while True:
             try:
-                event = await asyncio.wait_for(sub.queue.get(), timeout=15)
+                async with asyncio.timeout(15):
+                    live_event = await sub.queue.get()
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            if event is None:
+            if live_event is None:
                 break
-            await _sse_write(response, event)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+            await _sse_write(response, live_event)
+    except ConnectionResetError:
+        pass  # the client went away
     finally:
         live.unsubscribe(sub)
     return response

@@ -77,7 +77,7 @@ class CallSession:
                 update(Call)
                 .where(col(Call.id) == self.call_id)
                 .values(last_seq=Call.last_seq + 1)
-                .returning(Call.last_seq)
+                .returning(col(Call.last_seq))
             )
             seq = int(result.scalar_one())
             event = {**event, "seq": seq}
@@ -207,7 +207,7 @@ class CallSession:
 
     def _start_pipeline(self, role: str) -> Any:
         factory = self.services.speech_pipeline
-        if factory is None:
+        if factory is None or self.services.transcriber is None:
             return None
         if self._transcriber is None:
             self._transcriber = self.services.transcriber(

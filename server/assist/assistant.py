@@ -251,7 +251,8 @@ class CallAssistant:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cap
         await asyncio.sleep(min(cap, max(0, self._settings.settle_ms) / 1000))
-        while self._customer_speaking() and loop.time() < deadline:
+        # A poll: the VAD state lives on the audio thread, which has no loop to signal.
+        while self._customer_speaking() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(min(SPEAKING_POLL_S, max(0.0, deadline - loop.time())))
 
     async def _cancel(self, reason: str) -> None:

@@ -9,7 +9,7 @@ from tests.conftest import Running, dominant_frequency, rms
 
 async def _wait_audio(participant, min_packets: int = 100, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while participant.received.packets < min_packets:
+    while participant.received.packets < min_packets:  # noqa: ASYNC110 - counting packets
         assert asyncio.get_running_loop().time() < deadline, (
             f"{participant.role} received only {participant.received.packets} packets"
         )
