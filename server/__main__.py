@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     from server.auth import UserExists, add_user
-    from server.store import Store
+    from server.store import open_store
 
     if not args.password_stdin:
         print("error: pass the password on standard input with --password-stdin", file=sys.stderr)
@@ -65,19 +65,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> int:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.sqlalchemy_url)
         try:
-            await store.create_schema()
-            await add_user(store, args.name, password, args.role)
+            async with open_store(settings.sqlalchemy_url, settings.data_dir) as store:
+                await add_user(store, args.name, password, args.role)
         except UserExists as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        finally:
-            await store.close()
         print(f"created {args.role} {args.name}")
         return 0
 
@@ -104,12 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--data-dir")
     add.set_defaults(func=cmd_user_add)
 
-    try:
-        from server.assist.cli import add_commands
-    except ImportError:  # pragma: no cover - the assist package is part of the install
-        pass
-    else:
-        add_commands(sub)
+    from server.assist.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

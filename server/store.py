@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -67,6 +68,19 @@ class Store:
             return
         self._closed = True
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def open_store(url: str, data_dir: Path) -> AsyncIterator[Store]:
+    """A store with its schema in place, for commands that run beside the server."""
+    if url.startswith("sqlite"):
+        data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any I/O
+    store = Store(url)
+    try:
+        await store.create_schema()
+        yield store
+    finally:
+        await store.close()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import wave
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +128,25 @@ async def start_server(settings: Settings) -> TestServer:
     return server
 
 
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Running]:
+    """A real server on a free loopback port for the duration of the block."""
+    server = await start_server(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            run = Running(server, http)
+            try:
+                yield run
+            finally:
+                await run.close()
+    finally:
+        await server.close()
+
+
 @pytest.fixture
 async def running(settings: Settings) -> AsyncIterator[Running]:
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
-        try:
-            yield run
-        finally:
-            await run.close()
-            await server.close()
+    async with serving(settings) as run:
+        yield run
 
 
 def write_tone(path: Path, freq: float, seconds: float, rate: int = 48000) -> Path:

@@ -50,20 +50,15 @@ def is_assist_command(args: argparse.Namespace) -> bool:
 
 async def run_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run one parsed assist command against the settings' database; returns the exit code."""
-    from server.store import Store
+    from server.store import open_store
 
     importer, noun = _IMPORTERS[args.assist_command]
-    store = Store(settings.sqlalchemy_url)
     try:
-        if settings.sqlalchemy_url.startswith("sqlite"):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await store.create_schema()
-        count = await importer(store, args.path)
+        async with open_store(settings.sqlalchemy_url, settings.data_dir) as store:
+            count = await importer(store, args.path)
     except ImportFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        await store.close()
     print(f"imported {count} {noun if count != 1 else noun[:-1]} from {args.path}")
     return 0
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 
-import aiohttp
 import pytest
 
 from server.qa import Participant, encode_wav_to_opus
-from tests.conftest import Running, make_settings, start_server
+from tests.conftest import Running, make_settings, serving
 from tests.media.speech import fixture
 
 pytestmark = pytest.mark.slow
@@ -32,12 +31,8 @@ async def run(tmp_path):
         CALLASSIST_ASSIST_ENGINE="local",
         CALLASSIST_DEMO="true",
     )
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        running = Running(server, http)
+    async with serving(settings) as running:
         yield running
-        await running.close()
-    await server.close()
 
 
 async def start_call(run: Running, phone: str, agent_token: str) -> tuple[str, str, Participant, Participant]:

@@ -13,7 +13,7 @@ import pytest
 
 from media.wer import wer as word_error_rate
 from server.qa import Participant, encode_wav_to_opus
-from tests.conftest import Running, make_settings, start_server
+from tests.conftest import make_settings, serving
 from tests.media.speech import fixture
 
 CONVERSATION = [
@@ -39,14 +39,10 @@ def finals(p: Participant, speaker: str | None = None) -> list[dict]:
 
 @pytest.fixture
 async def call(tmp_path):
-    import aiohttp
-
     settings = make_settings(
         tmp_path / "data", CALLASSIST_STT_ENGINE="local", CALLASSIST_ASSIST_ENGINE="off"
     )
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
         agent_token = await run.agent()
         cust = await run.customer("Ann", phone="+15550001111")
         call_id = await run.new_call(cust["token"])
@@ -56,8 +52,6 @@ async def call(tmp_path):
         await customer.connect(call_id)
         await agent.connect(call_id)
         yield run, call_id, customer, agent, agent_token
-        await run.close()
-    await server.close()
 
 
 async def play_and_wait(speaker: Participant, listener: Participant, name: str) -> tuple[dict, float]:
