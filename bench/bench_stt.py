@@ -7,8 +7,9 @@ word error rate in both decoding modes.
    track, as fast as it goes), then N tracks fed in real time at once: process CPU and
    event-loop lag.
 2. Engine: every speech fixture goes through InboundAudio as browser Opus, and each
-   segment it yields through the local Whisper engine: latency per segment, real-time
-   factor, and word error rate per fixture and per speaker role.
+   segment it yields through the local Whisper engine, with the previous segment's text as
+   prompt when it continues it (as in a call): latency per segment, real-time factor, and
+   word error rate per fixture and per speaker role.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np  # noqa: E402
 from media.audio import SAMPLE_RATE, SegmentEvent  # noqa: E402
 from media.pipeline import InboundAudio  # noqa: E402
 from media.stt.local import WhisperDecoder  # noqa: E402
+from media.transcriber import CONTEXT_GAP_MS  # noqa: E402
 from media.wer import corpus_wer, wer  # noqa: E402
 from server.config import SpeechSettings  # noqa: E402
 from tests.media.speech import (  # noqa: E402
@@ -155,15 +157,24 @@ async def engines(settings: SpeechSettings, modes: list[str], repeat: int) -> No
         audio_s += sum(s.duration_ms for s in segments) / 1000
         for mode, decoder in decoders.items():
             texts, latencies = [], []
+            context_end_ms = None
             for segment in segments:
+                # As the call transcriber does: a continuation gets the earlier text.
+                prompt = None
+                if (
+                    context_end_ms is not None
+                    and segment.start_ms - context_end_ms <= CONTEXT_GAP_MS
+                ):
+                    prompt = texts[-1]
                 best = float("inf")
                 for _ in range(repeat):
                     t0 = time.perf_counter()
-                    result = decoder.decode(segment.pcm)
+                    result = decoder.decode(segment.pcm, prompt)
                     best = min(best, time.perf_counter() - t0)
                 latencies.append(best * 1000)
                 if result.is_speech:
                     texts.append(result.text)
+                    context_end_ms = segment.end_ms
             results[mode][fx.name] = (" ".join(texts), latencies)
     for mode in modes:
         print(f"\n  mode {mode} (best of {repeat}):")

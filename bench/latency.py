@@ -38,8 +38,18 @@ DEMO_PHONES = ["+12025550101", "+12025550102", "+12025550103", "+12025550104",
                "+12025550105", "+12025550106"]
 
 
-def speech_end_s(path: Path, threshold_dbfs: float = -40.0) -> float:
-    """Where the speech in a fixture ends: the end of its last 20 ms frame above threshold."""
+SPEECH_DBFS = -50.0
+"""A 20 ms frame louder than this is speech. The fixtures speak at -15 to -20 dBFS and are
+digitally silent (-95) between lines; the last sounds of a word lie 25-35 dB below its
+vowels: the release of a final stop after its closure (the k of "back" in
+customer_double_charge: -45 dBFS, after a 120 ms closure), the fading of a nasal. A -40
+threshold cut them off and put the end of speech up to 140 ms early, which counted time
+the customer was still speaking as latency; the server's VAD hears them as speech."""
+
+
+def speech_bounds_s(path: Path, threshold_dbfs: float = SPEECH_DBFS) -> tuple[float, float]:
+    """Where the speech in a fixture starts and ends: its first and last 20 ms frames above
+    the threshold."""
     with wave.open(str(path)) as wav:
         rate = wav.getframerate()
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float64)
@@ -47,16 +57,18 @@ def speech_end_s(path: Path, threshold_dbfs: float = -40.0) -> float:
     frames = pcm[: len(pcm) // frame * frame].reshape(-1, frame)
     level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) / 32768 + 1e-12)
     loud = np.nonzero(level > threshold_dbfs)[0]
-    return float((loud[-1] + 1) * frame / rate) if len(loud) else 0.0
+    if not len(loud):
+        return 0.0, 0.0
+    return float(loud[0] * frame / rate), float((loud[-1] + 1) * frame / rate)
 
 
-def customer_lines() -> list[tuple[str, list[bytes], float]]:
+def customer_lines() -> list[tuple[str, list[bytes], float, float]]:
     fixtures = json.loads((SPEECH / "fixtures.json").read_text())["fixtures"]
     lines = []
     for f in fixtures:
         if f["role"] == "customer":
             path = SPEECH / f["file"]
-            lines.append((f["file"], encode_wav_to_opus(path), speech_end_s(path)))
+            lines.append((f["file"], encode_wav_to_opus(path), *speech_bounds_s(path)))
     return lines
 
 
@@ -90,10 +102,11 @@ async def run_calls(url: str, calls: int, rounds: int, http: aiohttp.ClientSessi
         rng = random.Random(seed)
         await asyncio.sleep(rng.uniform(0, 1.5))  # calls do not talk in lockstep
         for _ in range(rounds):
-            for _name, packets, end_s in rng.sample(lines, len(lines)):
+            for _name, packets, start_s, end_s in rng.sample(lines, len(lines)):
                 mark = len(agent.events)
                 customer.track.replace(packets)
-                while customer.track.clip_started_at is None or customer.track._index == 0:
+                # The track has no event for it: poll until the clip's first packet is out.
+                while customer.track.clip_started_at is None or customer.track._index == 0:  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
                 started = customer.track.clip_started_at
                 spoken = started + end_s
@@ -110,7 +123,7 @@ async def run_calls(url: str, calls: int, rounds: int, http: aiohttp.ClientSessi
                 last_final = at(finals[-1])
                 samples["final"].append(last_final - spoken)
                 if interims:
-                    samples["interim"].append(at(interims[0]) - started)
+                    samples["interim"].append(at(interims[0]) - (started + start_s))
                 later = [at(s) for s in suggestions if at(s) >= last_final]
                 if later:
                     samples["suggestion"].append(min(later) - spoken)
@@ -144,12 +157,14 @@ async def main_async(steps: list[int], rounds: int) -> list[dict]:
         url = f"http://127.0.0.1:{port}"
         with tempfile.TemporaryDirectory() as data:
             env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "CALLASSIST_DATA_DIR": data}
-            subprocess.run(
+            await asyncio.to_thread(
+                subprocess.run,
                 [sys.executable, "-m", "server", "user", "add", "bench", "--role", "agent",
                  "--password-stdin"],
                 input=b"bench-password", cwd=ROOT, env=env, check=True, capture_output=True,
             )
-            server = subprocess.Popen(
+            server = await asyncio.to_thread(
+                subprocess.Popen,
                 [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )

@@ -4,8 +4,10 @@ Idle, the segmenter keeps a short ring of recent frames. When most frames of the
 START_WINDOW_MS are speech, an utterance starts, including the ring (the pre-roll, so the
 first syllable is not clipped). It ends after `silence_ms` without speech, keeping a short
 tail. While it grows, a snapshot of all of it so far goes out every `interim_interval_ms`
-for interim transcripts. An utterance that reaches `max_segment_ms` is cut, preferably in
-a pause near its end, and goes on as a new segment.
+for interim transcripts. One that falls due late in a pause waits until speech goes on: the
+utterance is probably ending, and the engine, one request at a time, would make its final
+wait for a snapshot that the final replaces moments later. An utterance that reaches
+`max_segment_ms` is cut, preferably in a pause near its end, and goes on as a new segment.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Segmenter:
         self._frame_bytes = frame_ms * BYTES_PER_MS
         self._origin_ms = origin_ms
         self._silence_frames = max(1, settings.silence_ms // frame_ms)
+        # Half of the silence that ends an utterance: a snapshot due later in a pause waits.
+        self._pause_frames = max(1, self._silence_frames // 2)
         self._tail_frames = min(self._silence_frames, max(1, TAIL_MS // frame_ms))
         self._max_frames = max(2, settings.max_segment_ms // frame_ms)
         self._interim_frames = (
@@ -122,7 +126,11 @@ class Segmenter:
             self._finish(events)
         elif len(self._frames) >= self._max_frames:
             self._cut(events)
-        elif self._interim_frames and len(self._frames) >= self._next_interim:
+        elif (
+            self._interim_frames
+            and len(self._frames) >= self._next_interim
+            and self._silent_run < self._pause_frames
+        ):
             events.append(self._event(len(self._frames), final=False))
             self._next_interim = len(self._frames) + self._interim_frames
 

@@ -262,7 +262,10 @@ class CallTranscriber:
         if context is not None and 0 <= event.start_ms - context[1] <= CONTEXT_GAP_MS:
             prompt = context[0]
         try:
-            text = await self._engine.transcribe(event.pcm, prompt=prompt)
+            if event.final:
+                text = await self._engine.transcribe(event.pcm, prompt=prompt)
+            else:
+                text = await self._engine.transcribe_interim(event.pcm, prompt=prompt)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

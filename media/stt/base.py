@@ -28,6 +28,11 @@ class SpeechToText(ABC):
         Raises SpeechToTextError (or TimeoutError) when the segment cannot be done.
         """
 
+    async def transcribe_interim(self, pcm: bytes, *, prompt: str | None = None) -> str:
+        """Text of an utterance still in progress, for an interim transcript; an engine
+        may trade accuracy for speed here (its final is coming). By default `transcribe`."""
+        return await self.transcribe(pcm, prompt=prompt)
+
     async def aclose(self) -> None:  # noqa: B027 - engines without resources need not override
         """Release models and connections. Idempotent."""
 

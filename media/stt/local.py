@@ -6,8 +6,15 @@ CTranslate2's encoder accepts shorter inputs, so `real_length` decoding encodes 
 segment plus a second of silence, and at least MIN_WINDOW_S (shorter windows make the
 model loop): about 3x faster at the same word error rate on our fixtures. Decoding keeps
 Whisper's timestamps, which tell where the text lies: text placed after the audio's end
-is cut. A result that still looks broken (repetitive, very unsure, or stopping long
-before the audio does) is redone by `transcribe()`, like Whisper's own fallbacks.
+is cut. A result that still looks broken (repetitive, very unsure, running out of tokens,
+or stopping long before the audio does) is redone by `transcribe()`, like Whisper's own
+fallbacks. That costs ~4x a real-length decoding, so interim transcripts (a preview,
+soon replaced) are never redone: a broken one is simply not shown.
+
+Real-length decoding takes no prompt: given the previous sentence, tiny.en on a short
+window tends to repeat the new one until its token budget runs out ("It arrived broken.
+It arrived broken. It…"), which it did for 2 of the 4 continuations in our fixtures and
+none without. The padded path, which does not loop on it, still gets the prompt.
 
 Whisper also "hears" words in silence and noise ("you", "Thank you."); it tells us so
 itself through the probability of its no-speech token, which we use to drop them.
@@ -20,6 +27,7 @@ import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +52,9 @@ REAL_LENGTH_MAX_S = 30.0
 """Whisper's window. Longer audio (only with max_segment_ms above it) goes through
 transcribe(), which seeks through it window by window."""
 MAX_TOKENS_PER_S = 9
-"""Budget of tokens (text and timestamps) per second of audio; fast speech needs ~5."""
+"""Budget of max_length per second of audio. CTranslate2 generates at most half of
+max_length, so ~4.5 tokens (text and timestamps) a second; fast speech needs ~5, which the
+constant part of the budget covers for short segments."""
 TIME_PRECISION_S = 0.02
 """What one Whisper timestamp token stands for."""
 MAX_INITIAL_TIMESTAMP_S = 1.0
@@ -78,6 +88,9 @@ class Decoded:
     """Whether the standard 30 s path produced it."""
     stopped_early: bool = False
     """The text ends well before the audio does: words were probably left out."""
+    exhausted: bool = False
+    """Decoding ran out of tokens inside the audio: a repetition loop (or speech denser than
+    the budget); text is missing either way."""
 
     @property
     def is_speech(self) -> bool:
@@ -87,8 +100,22 @@ class Decoded:
             and self.compression_ratio <= COMPRESSION_RATIO_THRESHOLD
         )
 
+    @property
+    def broken(self) -> bool:
+        """Speech, but decoded badly enough to be redone (Whisper's fallback criteria)."""
+        return self.no_speech_prob <= NO_SPEECH_THRESHOLD and (
+            self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            or self.avg_logprob < LOG_PROB_THRESHOLD
+            or self.exhausted
+        )
+
 
 _NOTHING = Decoded("", 1.0, 0.0, 0.0, padded=False)
+
+
+def _generation_limit(max_length: int, prompt_length: int) -> int:
+    """Tokens CTranslate2 generates at most: its Whisper caps them at half of max_length."""
+    return min(max_length // 2, max_length - prompt_length)
 
 
 def compression_ratio(text: str) -> float:
@@ -152,23 +179,26 @@ class WhisperDecoder:
             language=settings.language,
         )
 
-    def decode(self, pcm: bytes, prompt: str | None = None) -> Decoded:
+    def decode(self, pcm: bytes, prompt: str | None = None, *, interim: bool = False) -> Decoded:
+        """A final segment's text, or with `interim` a growing one's: a quick preview that
+        is never redone padded (an unusable one comes back empty)."""
         audio = np.frombuffer(pcm, dtype=np.int16)
         if audio.size < SAMPLE_RATE // 10 or frame_level_dbfs(pcm) < SILENCE_DBFS:
             return _NOTHING
         samples = audio.astype(np.float32) / 32768.0
         if self._real_length_ok and samples.size <= REAL_LENGTH_MAX_S * SAMPLE_RATE:
-            result = self.decode_real_length(samples, prompt)
+            result = self.decode_real_length(samples)
+            if interim:
+                # A snapshot is cut mid-utterance: stopping early is expected there.
+                return _NOTHING if result.broken else result
             # Like Whisper's temperature fallback, a broken result is retried; silence is not.
-            if result.no_speech_prob > NO_SPEECH_THRESHOLD or (
-                result.compression_ratio <= COMPRESSION_RATIO_THRESHOLD
-                and result.avg_logprob >= LOG_PROB_THRESHOLD
-                and not result.stopped_early
+            if not result.broken and not (
+                result.stopped_early and result.no_speech_prob <= NO_SPEECH_THRESHOLD
             ):
                 return result
         return self.decode_padded(samples, prompt)
 
-    def decode_real_length(self, samples: np.ndarray, prompt: str | None = None) -> Decoded:
+    def decode_real_length(self, samples: np.ndarray) -> Decoded:
         """Encode only the audio (padded to MIN_WINDOW_S), decode with timestamps.
 
         Timestamps keep the model aware of where it is in the audio: without them tiny.en
@@ -182,14 +212,13 @@ class WhisperDecoder:
         # The extractor pads one hop and so yields one frame past the audio; drop it.
         features = model.feature_extractor(window)[:, :-1]
         encoder_output = model.encode(features)
-        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
-        tokens = model.get_prompt(tokenizer, previous, without_timestamps=False)
-        budget = int(duration * MAX_TOKENS_PER_S) + 10
+        tokens = model.get_prompt(tokenizer, [], without_timestamps=False)
+        max_length = min(model.max_length, len(tokens) + int(duration * MAX_TOKENS_PER_S) + 10)
         result = model.model.generate(
             encoder_output,
             [tokens],
             beam_size=self._beam_size,
-            max_length=min(model.max_length, len(tokens) + budget),
+            max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -201,10 +230,12 @@ class WhisperDecoder:
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
         text_ids: list[int] = []
         last_time = None
+        reached_end = False
         for token in ids:
             if token >= tokenizer.timestamp_begin:
                 time_s = (token - tokenizer.timestamp_begin) * TIME_PRECISION_S
                 if time_s > duration + AFTER_END_S:
+                    reached_end = True
                     break
                 last_time = time_s
             elif token < tokenizer.eot:
@@ -218,6 +249,7 @@ class WhisperDecoder:
             compression_ratio=compression_ratio(text),
             padded=False,
             stopped_early=last_time is not None and last_time < duration - EARLY_STOP_S,
+            exhausted=not reached_end and len(ids) >= _generation_limit(max_length, len(tokens)),
         )
 
     def decode_padded(self, samples: np.ndarray, prompt: str | None = None) -> Decoded:
@@ -274,7 +306,13 @@ class LocalWhisper(SpeechToText):
         result = await self.transcribe_detailed(pcm, prompt=prompt)
         return result.text if result.is_speech else ""
 
-    async def transcribe_detailed(self, pcm: bytes, *, prompt: str | None = None) -> Decoded:
+    async def transcribe_interim(self, pcm: bytes, *, prompt: str | None = None) -> str:
+        result = await self.transcribe_detailed(pcm, prompt=prompt, interim=True)
+        return result.text if result.is_speech else ""
+
+    async def transcribe_detailed(
+        self, pcm: bytes, *, prompt: str | None = None, interim: bool = False
+    ) -> Decoded:
         """`transcribe` with the model's scores (for benchmarks and diagnostics)."""
         if self._decoder is None:
             await self.start()
@@ -284,7 +322,9 @@ class LocalWhisper(SpeechToText):
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
-            return await loop.run_in_executor(self._executor, decoder.decode, pcm, prompt)
+            return await loop.run_in_executor(
+                self._executor, partial(decoder.decode, pcm, prompt, interim=interim)
+            )
         except RuntimeError as exc:
             # The executor was shut down under us, or CTranslate2 failed.
             raise SpeechToTextError(f"local speech-to-text failed: {exc}") from exc
