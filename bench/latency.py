@@ -182,7 +182,7 @@ async def main_async(steps: list[int], rounds: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", default="1,2,4,6", help="comma-separated concurrent call counts")
+    parser.add_argument("--calls", default="1,4,10,16,24", help="comma-separated concurrent call counts")
     parser.add_argument("--rounds", type=int, default=2, help="times each customer says every line")
     args = parser.parse_args(argv)
     return asyncio.run(main_async([int(c) for c in args.calls.split(",")], args.rounds))
