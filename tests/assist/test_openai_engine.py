@@ -180,7 +180,7 @@ async def test_stop_mid_stream_closes_the_request(call: Any, llm: tuple[FakeLLM,
         and final["text"] == sent[-1]["text"]
         and final["text"].startswith("w0 w1")
     )
-    await asyncio.wait_for(fake.disconnected.wait(), 3)
+    await asyncio.wait_for(fake.disconnected.wait(), 10)
     count = len(recorder.events)
     await asyncio.sleep(0.1)
     assert len(recorder.events) == count
