@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import Running, dominant_frequency, rms
+from tests.conftest import Running, both_databases, dominant_frequency, rms
 
 
 async def _wait_audio(participant, min_packets: int = 100, timeout: float = 15.0) -> None:
@@ -16,7 +16,8 @@ async def _wait_audio(participant, min_packets: int = 100, timeout: float = 15.0
         await asyncio.sleep(0.1)
 
 
-async def test_full_call_both_sides_hear_each_other(running: Running, tone_packets) -> None:
+@both_databases
+async def test_full_call_both_sides_hear_each_other(running: Running, tone_packets, db) -> None:
     cust = await running.customer("Ann", phone="+15550001111")
     call_id = await running.new_call(cust["token"], "my order is late")
     agent_token = await running.agent()
