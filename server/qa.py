@@ -99,7 +99,6 @@ class OpusPacketTrack(MediaStreamTrack):
         self._start: float | None = None
         self._sent = 0
         self.clip_started_at: float | None = None  # monotonic time the clip's first packet went out
-        self.speech_sent_at: float | None = None  # monotonic time the last file packet went out
 
     def replace(self, packets: list[bytes]) -> None:
         """Start playing another clip now."""
@@ -120,10 +119,8 @@ class OpusPacketTrack(MediaStreamTrack):
                 self.clip_started_at = time.monotonic()
             payload = self._packets[self._index]
             self._index += 1
-            if self._index == len(self._packets):
-                self.speech_sent_at = time.monotonic()
-                if self._loop_audio:
-                    self._index = 0
+            if self._index == len(self._packets) and self._loop_audio:
+                self._index = 0
         else:
             payload = silence_packet()
         packet = av.Packet(payload)

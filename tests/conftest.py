@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -147,6 +148,17 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
 async def running(settings: Settings) -> AsyncIterator[Running]:
     async with serving(settings) as run:
         yield run
+
+
+async def wait_for_audio(participant: Participant, min_packets: int = 100, within_s: float = 15.0) -> None:
+    """Until `participant` has received `min_packets` audio packets (asserts within time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while participant.received.packets < min_packets:  # noqa: ASYNC110 - counting packets
+        assert loop.time() < deadline, (
+            f"{participant.role} received only {participant.received.packets} packets"
+        )
+        await asyncio.sleep(0.1)
 
 
 def write_tone(path: Path, freq: float, seconds: float, rate: int = 48000) -> Path:

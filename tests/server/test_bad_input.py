@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.conftest import Running
+from tests.conftest import Running, wait_for_audio
 from tests.server.test_auth import assert_error
-from tests.server.test_call_flow import _wait_audio
 
 BAD_SDPS = [
     "",
@@ -116,7 +115,7 @@ async def test_garbage_on_the_data_channel(running: Running, tone_packets) -> No
     assert not [e for e in agent.events if e["type"] == "status" and e["code"] == "unknown_type"]
     customer.send({"type": "ping"})
     await customer.wait_for(lambda e: e["type"] == "pong")
-    await _wait_audio(agent)
+    await wait_for_audio(agent)
     status, data = await running.api.call("GET", f"/api/calls/{call_id}/messages", agent_token)
     assert [m["type"] for m in data["messages"]] == ["call_state", "call_state"]
 

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from tests.conftest import Running, both_databases, dominant_frequency, rms
-
-
-async def _wait_audio(participant, min_packets: int = 100, timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while participant.received.packets < min_packets:  # noqa: ASYNC110 - counting packets
-        assert asyncio.get_running_loop().time() < deadline, (
-            f"{participant.role} received only {participant.received.packets} packets"
-        )
-        await asyncio.sleep(0.1)
+from tests.conftest import Running, both_databases, dominant_frequency, rms, wait_for_audio
 
 
 @both_databases
@@ -36,8 +25,8 @@ async def test_full_call_both_sides_hear_each_other(running: Running, tone_packe
     replayed = await agent.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "active")
     assert replayed["seq"] == 2
 
-    await _wait_audio(agent)
-    await _wait_audio(customer)
+    await wait_for_audio(agent)
+    await wait_for_audio(customer)
     heard_by_agent = agent.received.pcm(since_s=0.5)
     heard_by_customer = customer.received.pcm(since_s=0.5)
     assert rms(heard_by_agent) > 2000 and rms(heard_by_customer) > 2000
@@ -70,11 +59,11 @@ async def test_agent_reconnect_restores_audio_and_history(running: Running, tone
     await customer.connect(call_id)
     first = running.participant(agent_token, "agent")
     await first.connect(call_id)
-    await _wait_audio(first, 50)
+    await wait_for_audio(first, 50)
 
     second = running.participant(agent_token, "agent")
     await second.connect(call_id)  # replaces the first connection, as a page reload does
-    await _wait_audio(second, 100)
+    await wait_for_audio(second, 100)
     assert abs(dominant_frequency(second.received.pcm(since_s=0.5)) - 440) < 10
 
     seqs = [e["seq"] for e in second.events if "seq" in e]

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from server import events
 from server.keys import HUB
-from tests.conftest import (
-    PASSWORD,
-    Running,
-    both_databases,
-    start_server,
-)
-
-
-async def _wait_audio(participant, min_packets: int = 100, within_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while participant.received.packets < min_packets:
-        assert loop.time() < deadline, (
-            f"{participant.role} received only {participant.received.packets} packets"
-        )
-        await asyncio.sleep(0.1)
+from tests.conftest import PASSWORD, both_databases, serving
 
 
 @both_databases
 async def test_events_numbered_under_concurrency_and_kept_across_restart(settings, db) -> None:
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
         assert run.store.is_sqlite == (db == "sqlite")
         alice = await run.agent("alice")
         bob = await run.agent("bob")
@@ -46,7 +27,7 @@ async def test_events_numbered_under_concurrency_and_kept_across_restart(setting
         winner = alice if results[0][0] == 200 else bob
 
         # Concurrent publishes get distinct, gap-free seq numbers (UPDATE ... RETURNING).
-        live = server.app[HUB].get_live(call_id)
+        live = run.server.app[HUB].get_live(call_id)
         assert live is not None
         published = await asyncio.gather(
             *(
@@ -73,13 +54,9 @@ async def test_events_numbered_under_concurrency_and_kept_across_restart(setting
         assert status == 200
         assert [m["seq"] for m in before["messages"]] == list(range(1, 24))
         _, call_before = await run.api.call("GET", f"/api/calls/{call_id}", winner)
-        await run.close()
-    await server.close()
 
     # A new process on the same database finds the ended call and its events.
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
         username = "alice" if winner is alice else "bob"
         status, body = await run.api.call(
             "POST", "/api/auth/login", json={"username": username, "password": PASSWORD}
@@ -105,5 +82,3 @@ async def test_events_numbered_under_concurrency_and_kept_across_restart(setting
         second = await run.new_call(again["token"])
         _, body = await run.api.call("GET", f"/api/calls/{second}/messages", again["token"])
         assert [m["seq"] for m in body["messages"]] == [1]
-        await run.close()
-    await server.close()

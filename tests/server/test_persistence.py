@@ -7,14 +7,12 @@ import json
 
 import aiohttp
 
-from tests.conftest import PASSWORD, Running, make_settings, start_server
+from tests.conftest import PASSWORD, Running, make_settings, serving
 
 
 async def test_restart_keeps_calls_and_events(tmp_path) -> None:
     settings = make_settings(tmp_path / "data")
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
         agent = await run.agent()
         cust = await run.customer("Ann", phone="+15550001111")
         ended = await run.new_call(cust["token"])
@@ -24,12 +22,8 @@ async def test_restart_keeps_calls_and_events(tmp_path) -> None:
         active = await run.new_call(other["token"])
         await run.api.call("POST", f"/api/calls/{active}/accept", agent)
         _, before = await run.api.call("GET", f"/api/calls/{ended}/messages", agent)
-        await run.close()
-    await server.close()
 
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
         status, body = await run.api.call(
             "POST", "/api/auth/login", json={"username": "alice", "password": PASSWORD}
         )
@@ -48,8 +42,6 @@ async def test_restart_keeps_calls_and_events(tmp_path) -> None:
         await run.api.call("POST", f"/api/calls/{active}/end", agent)
         last = await customer.wait_for(lambda e: e.get("state") == "ended")
         assert last["seq"] == 3
-        await run.close()
-    await server.close()
 
 
 async def read_sse(response: aiohttp.ClientResponse, count: int) -> list[dict]:

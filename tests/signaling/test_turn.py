@@ -19,13 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
 from server.qa import Participant, QaError
 from signaling.ice import rtc_configuration, turn_rest_credentials
-from tests.conftest import Running, dominant_frequency, make_settings, rms, start_server
+from tests.conftest import Running, dominant_frequency, make_settings, rms, serving, wait_for_audio
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "coturn" / "entrypoint.sh"
@@ -211,18 +210,6 @@ def candidate_types(sdp: str) -> set[str]:
     }
 
 
-async def _wait_audio(
-    participant: Participant, min_packets: int = 100, within_s: float = 15
-) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while participant.received.packets < min_packets:
-        assert loop.time() < deadline, (
-            f"{participant.role} got {participant.received.packets} packets"
-        )
-        await asyncio.sleep(0.1)
-
-
 async def _talk(run: Running, call_id: str, customer: Participant, tone_packets) -> None:
     """Connect the agent to an accepted call and check that both sides hear each other."""
     agent_token = await run.agent()
@@ -230,8 +217,8 @@ async def _talk(run: Running, call_id: str, customer: Participant, tone_packets)
     assert status == 200, body
     agent = run.participant(agent_token, "agent", packets=tone_packets(880), relay_only=True)
     await agent.connect(call_id)
-    await _wait_audio(agent)
-    await _wait_audio(customer)
+    await wait_for_audio(agent)
+    await wait_for_audio(customer)
     for who, freq in ((agent, 440), (customer, 880)):
         assert who.pc is not None
         assert candidate_types(who.pc.localDescription.sdp) == {"relay"}
@@ -243,25 +230,19 @@ async def _talk(run: Running, call_id: str, customer: Participant, tone_packets)
 
 async def test_call_is_relayed_through_coturn(coturn: Coturn, tmp_path: Path, tone_packets) -> None:
     mark = coturn.mark()
-    server = await start_server(turn_settings(tmp_path, coturn))
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
-        try:
-            cust = await run.customer("Ann", phone="+15550003333")
-            status, ice = await run.api.call("GET", "/api/webrtc/ice-servers", cust["token"])
-            assert status == 200 and ice["iceServers"][0]["urls"] == [coturn.url()]
-            expiry, _, user = ice["iceServers"][0]["username"].partition(":")
-            assert user == cust["customer_id"] and int(expiry) > time.time()
+    async with serving(turn_settings(tmp_path, coturn)) as run:
+        cust = await run.customer("Ann", phone="+15550003333")
+        status, ice = await run.api.call("GET", "/api/webrtc/ice-servers", cust["token"])
+        assert status == 200 and ice["iceServers"][0]["urls"] == [coturn.url()]
+        expiry, _, user = ice["iceServers"][0]["username"].partition(":")
+        assert user == cust["customer_id"] and int(expiry) > time.time()
 
-            call_id = await run.new_call(cust["token"])
-            customer = run.participant(
-                cust["token"], "customer", packets=tone_packets(440), relay_only=True
-            )
-            await customer.connect(call_id)
-            await _talk(run, call_id, customer, tone_packets)
-        finally:
-            await run.close()
-    await server.close()
+        call_id = await run.new_call(cust["token"])
+        customer = run.participant(
+            cust["token"], "customer", packets=tone_packets(440), relay_only=True
+        )
+        await customer.connect(call_id)
+        await _talk(run, call_id, customer, tone_packets)
 
     log = coturn.log(mark)
     # Two participants and the server's two peers each allocated a relay on coturn.
@@ -276,73 +257,62 @@ async def test_call_is_relayed_through_coturn(coturn: Coturn, tmp_path: Path, to
 async def test_bad_credentials_fail_clearly_then_the_call_works(
     coturn: Coturn, tmp_path: Path, tone_packets
 ) -> None:
-    server = await start_server(turn_settings(tmp_path, coturn))
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
-        try:
-            cust = await run.customer("Bob", email="bob@example.com")
-            call_id = await run.new_call(cust["token"])
-            forged = {
-                "a wrong secret": turn_rest_credentials("not-the-secret", "bob", 600),
-                "an expired credential": turn_rest_credentials(
-                    TURN_SECRET, "bob", 600, now=time.time() - 3600
-                ),
-            }
-            for what, (username, credential) in forged.items():
-                mark = coturn.mark()
-                bad = RewrittenIce(
-                    *(run.url, cust["token"], "customer"),
-                    relay_only=True,
-                    http=http,
-                    rewrite=forge(username, credential),
-                )
-                started = time.monotonic()
-                try:
-                    with pytest.raises(QaError, match="gathered no ICE candidates"):
-                        await bad.connect(call_id)
-                finally:
-                    await bad.close()
-                # coturn refuses at once; aiortc then offers no candidates (and logs nothing).
-                assert time.monotonic() - started < 3, what
-                assert "error 401: Unauthorized" in coturn.log(mark), what
-                assert ALLOCATED not in coturn.log(mark), what
-
-            # The server is fine and the same customer, with the server's credentials, connects.
-            status, body = await run.api.call("GET", "/health")
-            assert (status, body["status"]) == (200, "ok")
-            customer = run.participant(
-                cust["token"], "customer", packets=tone_packets(440), relay_only=True
+    async with serving(turn_settings(tmp_path, coturn)) as run:
+        http = run.http
+        cust = await run.customer("Bob", email="bob@example.com")
+        call_id = await run.new_call(cust["token"])
+        forged = {
+            "a wrong secret": turn_rest_credentials("not-the-secret", "bob", 600),
+            "an expired credential": turn_rest_credentials(
+                TURN_SECRET, "bob", 600, now=time.time() - 3600
+            ),
+        }
+        for what, (username, credential) in forged.items():
+            mark = coturn.mark()
+            bad = RewrittenIce(
+                *(run.url, cust["token"], "customer"),
+                relay_only=True,
+                http=http,
+                rewrite=forge(username, credential),
             )
-            await customer.connect(call_id)
-            await _talk(run, call_id, customer, tone_packets)
-        finally:
-            await run.close()
-    await server.close()
+            started = time.monotonic()
+            try:
+                with pytest.raises(QaError, match="gathered no ICE candidates"):
+                    await bad.connect(call_id)
+            finally:
+                await bad.close()
+            # coturn refuses at once; aiortc then offers no candidates (and logs nothing).
+            assert time.monotonic() - started < 3, what
+            assert "error 401: Unauthorized" in coturn.log(mark), what
+            assert ALLOCATED not in coturn.log(mark), what
+
+        # The server is fine and the same customer, with the server's credentials, connects.
+        status, body = await run.api.call("GET", "/health")
+        assert (status, body["status"]) == (200, "ok")
+        customer = run.participant(
+            cust["token"], "customer", packets=tone_packets(440), relay_only=True
+        )
+        await customer.connect(call_id)
+        await _talk(run, call_id, customer, tone_packets)
 
 
 async def test_server_with_wrong_secret_answers_503(coturn: Coturn, tmp_path: Path) -> None:
-    server = await start_server(turn_settings(tmp_path, coturn, secret="not-the-secret"))
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
-        try:
-            cust = await run.customer("Cy", phone="+15550004444")
-            call_id = await run.new_call(cust["token"])
-            # Host candidates on loopback: the client gathers; only the server's relay fails.
-            for _attempt in range(2):
-                customer = run.participant(cust["token"], "customer")
-                started = time.monotonic()
-                with pytest.raises(QaError, match="503") as failure:
-                    await customer.connect(call_id)
-                assert time.monotonic() - started < 3
-                assert "ice_gathering_failed" in str(failure.value)
-                await customer.close()
-            status, body = await run.api.call("GET", "/health")
-            assert (status, body["status"]) == (200, "ok")
-            status, body = await run.api.call("GET", f"/api/calls/{call_id}", cust["token"])
-            assert (status, body["state"]) == (200, "waiting")
-        finally:
-            await run.close()
-    await server.close()
+    async with serving(turn_settings(tmp_path, coturn, secret="not-the-secret")) as run:
+        cust = await run.customer("Cy", phone="+15550004444")
+        call_id = await run.new_call(cust["token"])
+        # Host candidates on loopback: the client gathers; only the server's relay fails.
+        for _attempt in range(2):
+            customer = run.participant(cust["token"], "customer")
+            started = time.monotonic()
+            with pytest.raises(QaError, match="503") as failure:
+                await customer.connect(call_id)
+            assert time.monotonic() - started < 3
+            assert "ice_gathering_failed" in str(failure.value)
+            await customer.close()
+        status, body = await run.api.call("GET", "/health")
+        assert (status, body["status"]) == (200, "ok")
+        status, body = await run.api.call("GET", f"/api/calls/{call_id}", cust["token"])
+        assert (status, body["state"]) == (200, "waiting")
 
 
 async def test_unreachable_turn_server_times_out_with_503(tmp_path: Path) -> None:
@@ -354,28 +324,23 @@ async def test_unreachable_turn_server_times_out_with_503(tmp_path: Path) -> Non
         CALLASSIST_ICE_TRANSPORT_POLICY="relay",
         CALLASSIST_ICE_GATHER_TIMEOUT="1",
     )
-    server = await start_server(settings)
-    async with aiohttp.ClientSession() as http:
-        run = Running(server, http)
+    async with serving(settings) as run:
+        http = run.http
+        cust = await run.customer("Di", phone="+15550005555")
+        call_id = await run.new_call(cust["token"])
+        # The client offers host candidates only: aiortc would spend 5 s on the dead TURN too.
+        customer = RewrittenIce(
+            run.url, cust["token"], "customer", http=http, rewrite=lambda servers: []
+        )
+        started = time.monotonic()
         try:
-            cust = await run.customer("Di", phone="+15550005555")
-            call_id = await run.new_call(cust["token"])
-            # The client offers host candidates only: aiortc would spend 5 s on the dead TURN too.
-            customer = RewrittenIce(
-                run.url, cust["token"], "customer", http=http, rewrite=lambda servers: []
-            )
-            started = time.monotonic()
-            try:
-                with pytest.raises(QaError, match="ice_gathering_timeout"):
-                    await customer.connect(call_id)
-            finally:
-                await customer.close()
-            assert time.monotonic() - started < 3
-            status, _ = await run.api.call("GET", "/health")
-            assert status == 200
+            with pytest.raises(QaError, match="ice_gathering_timeout"):
+                await customer.connect(call_id)
         finally:
-            await run.close()
-    await server.close()
+            await customer.close()
+        assert time.monotonic() - started < 3
+        status, _ = await run.api.call("GET", "/health")
+        assert status == 200
 
 
 @pytest.fixture
