@@ -1,10 +1,11 @@
-"""Command line: `python -m server serve | user add | kb import | customers import | orders import`."""
+"""Command line: `python -m server serve | user add|disable|enable | kb import | customers import | orders import`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import DEMO_CREDENTIALS, create_app
 
     settings = _settings(args)
+    # Whatever the server writes (database, recordings, keys) is for its own user only.
+    os.umask(0o077)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -80,6 +83,29 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_user_access(args: argparse.Namespace) -> int:
+    from server.auth import set_disabled
+    from server.store import open_store
+
+    settings = _settings(args)
+    disable = args.user_command == "disable"
+
+    async def run() -> int:
+        try:
+            async with open_store(settings.sqlalchemy_url, settings.data_dir) as store:
+                await set_disabled(store, args.name, disable)
+        except LookupError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 1
+        if disable:
+            print(f"disabled {args.name}: its tokens stop working within seconds")
+        else:
+            print(f"enabled {args.name}: it can log in again")
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true")
     add.add_argument("--data-dir")
     add.set_defaults(func=cmd_user_add)
+    for name, about in (
+        ("disable", "refuse an account's logins and end its tokens (works while the server runs)"),
+        ("enable", "let a disabled account log in again (its old tokens stay revoked)"),
+    ):
+        access = user_sub.add_parser(name, help=about)
+        access.add_argument("name")
+        access.add_argument("--data-dir")
+        access.set_defaults(func=cmd_user_access)
 
     from server.assist.cli import add_commands
 

@@ -9,18 +9,20 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, update
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
-from server import events
+from server import events, identity
 from server.assist.assistant import feedback_stats
 from server.auth import Principal, authenticate, principal_from_header, require_role
 from server.errors import ApiError, bad_request, conflict, forbidden
+from server.files import joined_recording
 from server.hub import CallHub
-from server.models import Call, CallEvent, Customer
+from server.models import Call, CallCaller, CallEvent, Customer
+from server.ratelimit import client_address
 from server.store import Store
 from signaling.ice import ice_servers
 
-from server.keys import HUB, SETTINGS, STORE, TOKENS  # isort: skip
+from server.keys import HUB, LIMITS, PRINCIPAL, REVOCATIONS, SETTINGS, STORE, TOKENS  # isort: skip
 
 routes = web.RouteTableDef()
 
@@ -58,15 +60,22 @@ def _str_field(body: dict[str, Any], name: str, *, required: bool, max_len: int 
 
 
 def principal(request: web.Request) -> Principal:
-    return principal_from_header(request.app[TOKENS], request.headers.get("Authorization"))
+    who = principal_from_header(request.app[TOKENS], request.headers.get("Authorization"))
+    request[PRINCIPAL] = who  # the error middleware shows staff the detail of an error
+    return who
 
 
-def call_json(call: Call, customer: Customer | None) -> dict[str, Any]:
+def call_json(
+    call: Call,
+    customer: Customer | None,
+    link: CallCaller | None = None,
+    caller: identity.CallerSession | None = None,
+) -> dict[str, Any]:
     return {
         "call_id": call.id,
         "state": call.state,
         "reason": call.reason,
-        "customer": customer.public() if customer else {"customer_id": call.customer_id},
+        "customer": identity.staff_customer(customer, call, link, caller),
         "agent": call.agent,
         "created_at": call.created_at,
         "accepted_at": call.accepted_at,
@@ -75,12 +84,12 @@ def call_json(call: Call, customer: Customer | None) -> dict[str, Any]:
 
 
 def check_member(who: Principal, call: Call, *, allow_customer: bool = True) -> None:
-    """Its customer, its agent (once accepted) and admins; anyone else gets 403."""
+    """Its agent (once accepted) and admins; its customer is checked by `_call_for`."""
     if who.role == "admin":
         return
     if who.role == "agent" and call.agent == who.subject:
         return
-    if allow_customer and who.role == "customer" and call.customer_id == who.customer_id:
+    if allow_customer and who.role == "customer":
         return
     raise forbidden("this is not your call")
 
@@ -89,7 +98,14 @@ async def _call_for(request: web.Request, **kwargs: Any) -> tuple[Principal, Cal
     who = principal(request)
     call = await request.app[HUB].load_call(request.match_info["call_id"])
     check_member(who, call, **kwargs)
+    if who.role == "customer":
+        link, _caller = await identity.caller_of(request.app[STORE], call.id)
+        identity.check_owner(who.subject, link)
     return who, call
+
+
+def _address(request: web.Request) -> str:
+    return client_address(request, request.app[SETTINGS].trusted_proxies)
 
 
 # -- health and sessions -------------------------------------------------------------------
@@ -107,7 +123,8 @@ async def login(request: web.Request) -> web.Response:
     password = body.get("password")
     if not isinstance(password, str) or not password:
         raise bad_request("password is required", "missing_field")
-    user = await authenticate(request.app[STORE], username or "", password)
+    async with request.app[LIMITS].login_attempt(username or "", _address(request)):
+        user = await authenticate(request.app[STORE], username or "", password)
     token = request.app[TOKENS].issue(Principal(role=user.role, subject=user.username))
     return web.json_response({"token": token, "role": user.role, "username": user.username})
 
@@ -124,25 +141,15 @@ async def customer_session(request: web.Request) -> web.Response:
         email = email.lower()
         if not _EMAIL_RE.match(email):
             raise bad_request("email must be an email address", "invalid_field")
-    store: Store = request.app[STORE]
-    async with store.write() as session:
-        customer = None
-        if phone or email:
-            clauses = []
-            if phone:
-                clauses.append(col(Customer.phone) == phone)
-            if email:
-                clauses.append(col(Customer.email) == email)
-            customer = (await session.exec(select(Customer).where(or_(*clauses)))).first()
-        if customer is None:
-            customer = Customer(name=name or "", phone=phone, email=email)
-            session.add(customer)
-            await session.flush()
-        customer_id = customer.id
+    limits = request.app[LIMITS]
+    await limits.hit(limits.customer_address, "customer-session", _address(request), "new sessions")
+    caller = await identity.open_session(request.app[STORE], name or "", phone, email)
+    # The token is this session; `customer_id` names it, not the linked CRM record, whose
+    # id would tell anyone who types a phone number whether it is a customer's.
     token = request.app[TOKENS].issue(
-        Principal(role="customer", subject=customer_id, customer_id=customer_id)
+        Principal(role="customer", subject=caller.id, customer_id=caller.id)
     )
-    return web.json_response({"token": token, "customer_id": customer_id})
+    return web.json_response({"token": token, "customer_id": caller.id})
 
 
 # -- calls ---------------------------------------------------------------------------------
@@ -157,14 +164,16 @@ async def create_call(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or len(reason) > 500:
         raise bad_request("reason must be a string of at most 500 characters", "invalid_field")
     store: Store = request.app[STORE]
+    caller = await identity.load_session(store, who.subject)
+    limits = request.app[LIMITS]
+    await limits.hit(limits.customer_address, "customer-call", _address(request), "new calls")
+    max_waiting = request.app[SETTINGS].max_waiting
     async with store.write() as session:
-        if await session.get(Customer, who.customer_id) is None:
-            raise ApiError(401, "unauthorized", "this customer no longer exists")
         open_call = (
             await session.exec(
-                select(Call).where(
-                    Call.customer_id == who.customer_id, col(Call.state).in_(OPEN_STATES)
-                )
+                select(Call)
+                .join(CallCaller, col(CallCaller.call_id) == col(Call.id))
+                .where(CallCaller.session_id == caller.id, col(Call.state).in_(OPEN_STATES))
             )
         ).first()
         if open_call is not None:
@@ -173,8 +182,17 @@ async def create_call(request: web.Request) -> web.Response:
                 "call_already_open",
                 call_id=open_call.id,
             )
-        call = Call(customer_id=who.customer_id or "", reason=reason.strip())
+        waiting = (
+            await session.exec(select(func.count()).select_from(Call).where(Call.state == "waiting"))
+        ).one()
+        if waiting >= max_waiting:
+            raise ApiError(
+                503, "queue_full", "every line is busy; please try again in a few minutes"
+            )
+        call = Call(customer_id=caller.customer_id, reason=reason.strip())
         session.add(call)
+        await session.flush()
+        session.add(CallCaller(call_id=call.id, session_id=caller.id))
     live = await request.app[HUB].session(call.id)
     await live.on_created()
     return web.json_response({"call_id": call.id, "state": "waiting"}, status=201)
@@ -193,14 +211,22 @@ async def list_calls(request: web.Request) -> web.Response:
         raise bad_request("limit must be an integer", "invalid_query") from None
     if not 1 <= limit <= 1000:
         raise bad_request("limit must be 1..1000", "invalid_query")
-    query = select(Call, Customer).join(Customer, col(Customer.id) == col(Call.customer_id))
+    query = (
+        select(Call, Customer, CallCaller, identity.CallerSession)
+        .join(Customer, col(Customer.id) == col(Call.customer_id))
+        .outerjoin(CallCaller, col(CallCaller.call_id) == col(Call.id))
+        .outerjoin(
+            identity.CallerSession, col(identity.CallerSession.id) == col(CallCaller.session_id)
+        )
+    )
     if state:
         query = query.where(Call.state == state)
-    # Newest last, as queues are read; a limit keeps the newest.
-    query = query.order_by(col(Call.created_at).desc(), col(Call.id).desc()).limit(limit)
+    # Oldest first, as queues are served; a limit keeps the oldest, so that no flood of new
+    # calls hides the caller who has waited longest.
+    query = query.order_by(col(Call.created_at), col(Call.id)).limit(limit)
     async with request.app[STORE].session() as session:
         rows = (await session.exec(query)).all()
-    calls = [call_json(call, customer) for call, customer in reversed(rows)]
+    calls = [call_json(*row) for row in rows]
     return web.json_response({"calls": calls})
 
 
@@ -211,8 +237,30 @@ async def _customer(store: Store, customer_id: str) -> Customer | None:
 
 @routes.get("/api/calls/{call_id}")
 async def get_call(request: web.Request) -> web.Response:
-    _who, call = await _call_for(request)
-    return web.json_response(call_json(call, await _customer(request.app[STORE], call.customer_id)))
+    who, call = await _call_for(request)
+    link, caller = await identity.caller_of(request.app[STORE], call.id)
+    if who.role == "customer":
+        return web.json_response(identity.customer_call_view(call, caller))
+    customer = await _customer(request.app[STORE], call.customer_id)
+    return web.json_response(call_json(call, customer, link, caller))
+
+
+@routes.post("/api/calls/{call_id}/verify")
+async def verify_caller(request: web.Request) -> web.Response:
+    """Its agent confirms the caller is the linked customer (or links another record)."""
+    who = principal(request)
+    require_role(who, "agent")
+    call = await request.app[HUB].load_call(request.match_info["call_id"])
+    if call.agent != who.subject:
+        raise forbidden("this is not your call")
+    body = await read_json(request)
+    customer_id = _str_field(body, "customer_id", required=False, max_len=40)
+    store: Store = request.app[STORE]
+    call = await identity.verify(store, call.id, who.subject, customer_id)
+    live = await request.app[HUB].session(call.id)
+    await live.on_verified(call)
+    link, caller = await identity.caller_of(store, call.id)
+    return web.json_response(call_json(call, await _customer(store, call.customer_id), link, caller))
 
 
 @routes.post("/api/calls/{call_id}/accept")
@@ -241,19 +289,8 @@ async def accept_call(request: web.Request) -> web.Response:
 @routes.post("/api/calls/{call_id}/end")
 async def end_call(request: web.Request) -> web.Response:
     _who, call = await _call_for(request)
-    hub: CallHub = request.app[HUB]
-    if call.state == "ended":
-        return web.json_response({"call_id": call.id, "state": "ended"})
-    async with request.app[STORE].write() as session:
-        result = await session.execute(
-            update(Call)
-            .where(col(Call.id) == call.id, col(Call.state) != "ended")
-            .values(state="ended", ended_at=events.now_ms())
-        )
-        changed = result.rowcount == 1  # type: ignore[attr-defined]
-    if changed:
-        live = await hub.session(call.id)
-        await live.on_ended(await hub.load_call(call.id))
+    if call.state != "ended":
+        await request.app[HUB].end_call(call.id)
     return web.json_response({"call_id": call.id, "state": "ended"})
 
 
@@ -293,10 +330,18 @@ async def summary(request: web.Request) -> web.Response:
     return web.json_response({"summary": row.body["summary"]})
 
 
+SSE_KEEPALIVE_S = 15.0
+SSE_RECHECK_S = 2.0  # a revoked token's stream ends within this (plus the revocation cache)
+
+
 @routes.get("/api/calls/{call_id}/events")
 async def event_stream(request: web.Request) -> web.StreamResponse:
-    _who, call = await _call_for(request, allow_customer=False)
+    who, call = await _call_for(request, allow_customer=False)
     live = await request.app[HUB].session(call.id)
+    limit = request.app[SETTINGS].max_streams_per_call
+    if len(live.subscribers) >= limit:
+        raise ApiError(429, "too_many_streams", f"this call already has {limit} event streams open")
+    revocations = request.app[REVOCATIONS]
     sub, backlog = await live.subscribe("agent")
     response = web.StreamResponse(
         headers={
@@ -309,13 +354,20 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     try:
         for event in backlog:
             await _sse_write(response, event)
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
         while True:
             try:
-                async with asyncio.timeout(15):
+                async with asyncio.timeout(SSE_RECHECK_S):
                     live_event = await sub.queue.get()
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                if await revocations.is_revoked(who):
+                    break
+                if loop.time() - quiet_since >= SSE_KEEPALIVE_S:
+                    await response.write(b": keep-alive\n\n")
+                    quiet_since = loop.time()
                 continue
+            quiet_since = loop.time()
             if live_event is None:
                 break
             await _sse_write(response, live_event)
@@ -341,10 +393,12 @@ async def recording(request: web.Request) -> web.StreamResponse:
     speaker = request.match_info["speaker"]
     if speaker not in ("customer", "agent"):
         raise bad_request("speaker must be customer or agent", "invalid_speaker")
-    path = request.app[SETTINGS].data_dir / "recordings" / call.id / f"{speaker}.wav"
-    if not path.is_file():
+    call_dir = request.app[SETTINGS].data_dir / "recordings" / call.id
+    # A call recorded across a server restart has several parts (server/files.py).
+    wav = await asyncio.to_thread(joined_recording, call_dir, speaker)
+    if wav is None:
         raise ApiError(404, "recording_not_found", "no recording of this speaker in this call")
-    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
+    return web.Response(body=wav, headers={"Content-Type": "audio/wav", "Cache-Control": "no-store"})
 
 
 @routes.get("/api/stats")
@@ -377,8 +431,24 @@ async def stats(request: web.Request) -> web.Response:
 async def get_ice_servers(request: web.Request) -> web.Response:
     who = principal(request)
     s = request.app[SETTINGS]
-    servers = ice_servers(s.stun_urls, s.turn_urls, s.turn_secret, s.turn_ttl_s, who.subject)
+    turn_urls = s.turn_urls
+    if who.role == "customer" and turn_urls and not await _has_open_call(request, who):
+        # Anyone can open a customer session: relay credentials only for a caller's call.
+        turn_urls = ()
+    servers = ice_servers(s.stun_urls, turn_urls, s.turn_secret, s.turn_ttl_s, who.subject)
     return web.json_response({"iceServers": servers, "ttl": s.turn_ttl_s})
+
+
+async def _has_open_call(request: web.Request, who: Principal) -> bool:
+    async with request.app[STORE].session() as session:
+        row = (
+            await session.exec(
+                select(Call.id)
+                .join(CallCaller, col(CallCaller.call_id) == col(Call.id))
+                .where(CallCaller.session_id == who.subject, col(Call.state).in_(OPEN_STATES))
+            )
+        ).first()
+    return row is not None
 
 
 @routes.post("/api/calls/{call_id}/offer")

@@ -10,12 +10,25 @@ from typing import Any
 from aiohttp import web
 
 from server import api
-from server.auth import Tokens
+from server.auth import Revocations, Tokens, principal_from_header
 from server.config import Settings, resolve_secret_key
-from server.errors import ApiError
+from server.errors import ApiError, unauthorized
+from server.files import private_dir, private_sqlite
+from server.headers import add_security_headers
 from server.hub import CallHub, Services
-from server.keys import DEMO_CREDENTIALS, HUB, SETTINGS, STORE, TOKENS
+from server.keys import (
+    DEMO_CREDENTIALS,
+    HUB,
+    LIMITS,
+    PRINCIPAL,
+    REVOCATIONS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
+from server.ratelimit import Limits
 from server.store import Store
+from server.waiting import WaitingReaper
 from signaling.ice import restrict_host_addresses
 
 log = logging.getLogger(__name__)
@@ -30,6 +43,7 @@ _HTTP_CODES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    429: "rate_limited",
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
@@ -48,7 +62,16 @@ async def error_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        message = exc.message
+        if exc.detail:
+            # Staff (and logs) get what went wrong inside; customers a plain sentence.
+            log.info("%s %s: %s (%s)", request.method, request.path, exc.message, exc.detail)
+            who = request.get(PRINCIPAL)
+            if who is not None and who.is_staff:
+                message = f"{message}: {exc.detail}"
+        response = error_response(exc.status, exc.code, message, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -62,6 +85,22 @@ async def error_middleware(
         return error_response(500, "internal_error", "the server failed to handle this request")
 
 
+@web.middleware
+async def revocation_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A disabled account's tokens stop working (`python -m server user disable`)."""
+    header = request.headers.get("Authorization")
+    if header and request.path.startswith("/api/"):
+        try:
+            who = principal_from_header(request.app[TOKENS], header)
+        except ApiError:
+            who = None  # the route answers a bad token itself
+        if who is not None and await request.app[REVOCATIONS].is_revoked(who):
+            raise unauthorized("this account was disabled; log in again when it is enabled")
+    return await handler(request)
+
+
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         path = STATIC_DIR / name
@@ -73,12 +112,18 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
 
 async def _config(request: web.Request) -> web.Response:
-    """What the pages need to know before login: the demo account, if any."""
-    return web.json_response({"demo": request.app[DEMO_CREDENTIALS] or None})
+    """What the pages need to know before login: the demo account names, if any. Never a
+    password: those are printed to the console and kept in a 0600 file in the data dir."""
+    demo = request.app[DEMO_CREDENTIALS]
+    accounts = {role: {"username": cred["username"]} for role, cred in demo.items()}
+    return web.json_response({"demo": accounts or None})
 
 
 def create_app(settings: Settings, services_factory: ServicesFactory | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, revocation_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[SETTINGS] = settings
     app[DEMO_CREDENTIALS] = {}
     if services_factory is None:
@@ -87,21 +132,30 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
         services_factory = build_services
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
+        # Before anything opens the database: refuse an unusable signing key up front.
+        app[TOKENS] = Tokens(resolve_secret_key(settings), settings.token_ttl_s)
+        if not settings.database_url:
+            private_sqlite(settings.data_dir / "callassist.db")
         restrict_host_addresses(settings.ice_hosts)
         store = Store(settings.sqlalchemy_url)
         await store.create_schema()
         app[STORE] = store
-        app[TOKENS] = Tokens(resolve_secret_key(settings), settings.token_ttl_s)
+        app[LIMITS] = Limits(settings)
+        app[REVOCATIONS] = Revocations(store)
         services, close_services = await services_factory(settings, store)
         app[HUB] = CallHub(store, services)
+        reaper = WaitingReaper(app[HUB], settings.waiting_timeout_s)
+        reaper.start()
         if settings.demo:
             from server.demo import setup_demo
 
             app[DEMO_CREDENTIALS] = await setup_demo(settings, store)
         yield
+        await reaper.close()
         await app[HUB].close()
         await close_services()
+        await app[LIMITS].close()
         await store.close()
 
     async def close_calls(app: web.Application) -> None:
@@ -117,6 +171,7 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(close_calls)
     app.on_response_prepare.append(no_stale_assets)
+    app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes)
     app.router.add_get("/api/config", _config)
     for path, name in PAGES.items():

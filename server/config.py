@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(ValueError):
@@ -94,6 +97,24 @@ class Settings:
     ice_transport_policy: str = "all"
     """`all` or `relay` for the server's own peer connections."""
     ice_gather_timeout_s: float = 10.0
+    ice_connect_timeout_s: float = 30.0
+    """A server peer whose ICE has not connected this long after its answer is closed."""
+    waiting_timeout_s: float = 900.0
+    """A waiting call whose caller has had no live connection this long ends as abandoned."""
+    max_waiting: int = 500
+    """Waiting calls beyond this are refused with 503 queue_full."""
+    rate_limit_storage: str = "memory://"
+    """Where rate-limit counters live (a `limits` storage URI: memory://, redis://host:port)."""
+    login_limit_user: str = "5/minute"
+    """Failed logins allowed per username (a `limits` string: N/second|minute|hour)."""
+    login_limit_address: str = "20/minute"
+    """Failed logins allowed per client address."""
+    customer_limit_address: str = "30/minute"
+    """Customer sessions, and separately calls, created per client address."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies whose X-Forwarded-For names the client address."""
+    max_streams_per_call: int = 10
+    """Concurrent SSE streams of one call."""
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     assist: AssistSettings = field(default_factory=AssistSettings)
 
@@ -140,6 +161,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    from limits import parse
+
+    raw = env.get(name, "").strip() or default
+    try:
+        parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate such as 5/minute, got {raw!r}") from None
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -208,12 +240,32 @@ def load_settings(
             env, "CALLASSIST_ICE_TRANSPORT_POLICY", "all", ("all", "relay")
         ),
         ice_gather_timeout_s=_float(env, "CALLASSIST_ICE_GATHER_TIMEOUT", 10.0),
+        ice_connect_timeout_s=_float(env, "CALLASSIST_ICE_CONNECT_TIMEOUT_S", 30.0),
+        waiting_timeout_s=_float(env, "CALLASSIST_WAITING_TIMEOUT_S", 900.0),
+        max_waiting=_int(env, "CALLASSIST_MAX_WAITING", 500),
+        rate_limit_storage=env.get("CALLASSIST_RATE_LIMIT_STORAGE", "memory://"),
+        login_limit_user=_rate(env, "CALLASSIST_LOGIN_LIMIT_USER", "5/minute"),
+        login_limit_address=_rate(env, "CALLASSIST_LOGIN_LIMIT_ADDRESS", "20/minute"),
+        customer_limit_address=_rate(env, "CALLASSIST_CUSTOMER_LIMIT_ADDRESS", "30/minute"),
+        trusted_proxies=_csv(env.get("CALLASSIST_TRUSTED_PROXIES", "")),
+        max_streams_per_call=_int(env, "CALLASSIST_MAX_STREAMS_PER_CALL", 10),
         speech=speech,
         assist=assist,
     )
     for url in settings.stun_urls + settings.turn_urls:
         if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
             raise ConfigError(f"ICE server URL must start with stun: or turn:, got {url!r}")
+    if settings.secret_key and len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"CALLASSIST_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes "
+            "(e.g. the output of: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if settings.ice_connect_timeout_s <= 0 or settings.waiting_timeout_s <= 0:
+        raise ConfigError(
+            "CALLASSIST_ICE_CONNECT_TIMEOUT_S and CALLASSIST_WAITING_TIMEOUT_S must be positive"
+        )
+    if settings.max_waiting < 1 or settings.max_streams_per_call < 1:
+        raise ConfigError("CALLASSIST_MAX_WAITING and CALLASSIST_MAX_STREAMS_PER_CALL must be at least 1")
     if settings.turn_urls and not settings.turn_secret:
         raise ConfigError(
             "CALLASSIST_TURN_SECRET is required with CALLASSIST_TURN_URLS "
@@ -226,21 +278,42 @@ def load_settings(
 
 
 def resolve_secret_key(settings: Settings) -> str:
-    """The token signing key: from settings, else generated once and kept in the data dir."""
+    """The token signing key: from settings, else generated once and kept in the data dir.
+
+    A kept key that is empty or short (a truncated write, a hand edit) is refused rather
+    than used: signing with it would make every login fail while /health says ok.
+    """
     if settings.secret_key:
         return settings.secret_key
     path = settings.data_dir / "secret_key"
     try:
-        return path.read_text().strip()
+        return _checked_key(path, path.read_text().strip())
     except FileNotFoundError:
         pass
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    # O_EXCL: when two processes race, one writes and both read the same key.
+    # Written whole to a private temp file, then linked into place: link() fails if the
+    # name exists, so when two processes race one key wins and nobody reads half a file.
+    fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".secret_key.")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return _checked_key(path, path.read_text().strip())
+    finally:
+        os.unlink(tmp)
+    return key
+
+
+def _checked_key(path: Path, key: str) -> str:
+    if len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{path} holds {'no' if not key else 'a too short'} token signing key "
+            f"(at least {MIN_SECRET_BYTES} bytes are needed): delete the file to generate a "
+            "new key (everyone logs in again), or set CALLASSIST_SECRET_KEY"
+        )
     return key

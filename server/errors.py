@@ -6,6 +6,10 @@ from typing import Any
 
 
 class ApiError(Exception):
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only default; subclasses set their own
+    detail: str = ""
+    """What went wrong inside, for staff and logs only (a customer sees `message`)."""
+
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status

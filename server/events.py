@@ -53,6 +53,23 @@ def visible_to(event: dict[str, Any], role: Role) -> bool:
     return event["type"] in _CUSTOMER_VISIBLE
 
 
+# What a customer reads in a `status` event: a plain sentence, never the engine's or the
+# network's error text (agents and logs get that).
+_CUSTOMER_STATUS = {
+    "info": "A notice from the service; your call continues.",
+    "warning": "Some live features are slow right now; your call continues.",
+    "error": "Something went wrong on our side; your call continues.",
+}
+
+
+def for_role(event: dict[str, Any], role: Role) -> dict[str, Any]:
+    """The event as `role` receives it (call `visible_to` first)."""
+    if role == "customer" and event["type"] == STATUS:
+        plain = _CUSTOMER_STATUS.get(str(event.get("level")), _CUSTOMER_STATUS["error"])
+        return {**event, "message": plain}
+    return event
+
+
 def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 

@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration
+from sqlalchemy import update
+from sqlmodel import col
 
 from server.config import Settings
 from server.errors import not_found
+from server.events import now_ms
+from server.identity import is_verified
 from server.models import Call
 from server.session import CallSession
 from server.store import Store
@@ -60,8 +64,23 @@ class CallHub:
             if call.state != "ended":
                 live.on_closed = self._forget
                 self._sessions[call_id] = live
+                live.caller_verified = await is_verified(self.store, call_id)
                 live.resume()
             return live
+
+    async def end_call(self, call_id: str, reason: str | None = None) -> bool:
+        """End a call that is not ended yet (False if it already was)."""
+        async with self.store.write() as session:
+            result = await session.execute(
+                update(Call)
+                .where(col(Call.id) == call_id, col(Call.state) != "ended")
+                .values(state="ended", ended_at=now_ms())
+            )
+            changed = result.rowcount == 1  # type: ignore[attr-defined]
+        if changed:
+            live = await self.session(call_id)
+            await live.on_ended(await self.load_call(call_id), reason=reason)
+        return changed
 
     def get_live(self, call_id: str) -> CallSession | None:
         return self._sessions.get(call_id)

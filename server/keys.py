@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.auth import Tokens
+from server.auth import Principal, Revocations, Tokens
 from server.config import Settings
 from server.hub import CallHub
+from server.ratelimit import Limits
 from server.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -14,3 +15,6 @@ STORE = web.AppKey("store", Store)
 TOKENS = web.AppKey("tokens", Tokens)
 HUB = web.AppKey("hub", CallHub)
 DEMO_CREDENTIALS = web.AppKey("demo_credentials", dict)
+LIMITS = web.AppKey("limits", Limits)
+REVOCATIONS = web.AppKey("revocations", Revocations)
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -73,3 +73,45 @@ class CallEvent(SQLModel, table=True):
     type: str = Field(max_length=32)
     ts: int = Field(sa_column=Column(BigInteger, nullable=False))
     body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class CallerSession(SQLModel, table=True):
+    """One customer session: a browser tab (or a phone call) and what the caller typed.
+
+    `customer_id` links it to the CRM record with the same phone or email (or to one made
+    for it). The link is a claim: it feeds the agent's context, shown unverified until the
+    agent verifies the caller; it never gives the session another session's calls.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("ses"), primary_key=True, max_length=40)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=40)
+    name: str = Field(max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=200)
+    created_at: int = Field(default_factory=now_ms, sa_column=Column(BigInteger, nullable=False))
+
+    def typed(self) -> dict[str, Any]:
+        """What the caller typed, and nothing from the CRM record."""
+        fields = {"customer_id": self.id, "name": self.name, "phone": self.phone, "email": self.email}
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+class CallCaller(SQLModel, table=True):
+    """Which session placed a call, and whether its agent verified the caller's identity."""
+
+    call_id: str = Field(foreign_key="call.id", primary_key=True, max_length=40)
+    session_id: str = Field(foreign_key="callersession.id", index=True, max_length=40)
+    verified: bool = False
+    verified_by: str | None = Field(default=None, max_length=64)
+    verified_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class UserAccess(SQLModel, table=True):
+    """A staff account's revocation state (`user disable` / `user enable`).
+
+    Tokens issued before `revoked_at` stop working; `disabled` also refuses new logins.
+    """
+
+    username: str = Field(foreign_key="user.username", primary_key=True, max_length=64)
+    disabled: bool = False
+    revoked_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.config import Settings
+from server.files import new_recording_part
 from server.hub import Services
 from server.store import Store
 
@@ -38,8 +39,7 @@ async def build_services(
         def speech_pipeline(*, speaker: str, call_id: str, **kwargs: Any) -> InboundAudio:
             record_path = None
             if settings.speech.record_audio:
-                (recordings / call_id).mkdir(parents=True, exist_ok=True)
-                record_path = recordings / call_id / f"{speaker}.wav"
+                record_path = new_recording_part(recordings / call_id, speaker)
             return InboundAudio(
                 speaker=speaker,
                 settings=settings.speech,

@@ -25,6 +25,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from server import events
+from server.identity import is_verified
 from server.models import Call, CallEvent
 from server.store import Store
 from signaling.peer import Peer
@@ -61,6 +62,10 @@ class CallSession:
         self.assistant: Any = None
         self._closed = False
         self.on_closed: Callable[[CallSession], None] | None = None
+        # When the caller last had a live connection (or, before any, since we know of the
+        # call): the waiting-call reaper (server/waiting.py) ends calls abandoned too long.
+        self.caller_seen_ms = events.now_ms()
+        self.caller_verified = False
 
     # -- events ---------------------------------------------------------------------------
 
@@ -87,10 +92,12 @@ class CallSession:
         return event
 
     def _fan_out(self, event: dict[str, Any]) -> None:
-        text = events.encode(event)
+        texts: dict[str, str] = {}
         for peer in list(self._live):
             if events.visible_to(event, peer.role):  # type: ignore[arg-type]
-                peer.send(text)
+                if peer.role not in texts:
+                    texts[peer.role] = events.encode(events.for_role(event, peer.role))  # type: ignore[arg-type]
+                peer.send(texts[peer.role])
         for sub in self.subscribers:
             if events.visible_to(event, sub.role):  # type: ignore[arg-type]
                 sub.queue.put_nowait(event)
@@ -134,6 +141,7 @@ class CallSession:
             on_channel_open=self._on_channel_open,
             on_message=self._on_message,
             on_closed=self._on_peer_closed,
+            connect_timeout_s=self.services.settings.ice_connect_timeout_s,
         )
         try:
             answer = await peer.answer(sdp, self.services.settings.ice_gather_timeout_s)
@@ -151,7 +159,14 @@ class CallSession:
             self._spawn(previous.close())
         return answer
 
+    def caller_live(self) -> bool:
+        """Whether the caller is on the line now (a connected peer)."""
+        peer = self.peers.get("customer")
+        return peer is not None and peer.connection_state == "connected"
+
     def _on_peer_closed(self, peer: Peer) -> None:
+        if peer.role == "customer":
+            self.caller_seen_ms = events.now_ms()
         self._live.discard(peer)
         if self.peers.get(peer.role) is peer:
             del self.peers[peer.role]
@@ -251,6 +266,7 @@ class CallSession:
 
     async def on_accepted(self, call: Call) -> None:
         self.call = call
+        self.caller_verified = await is_verified(self.store, self.call_id)
         await self.publish(events.make(events.CALL_STATE, self.call_id, state="active"))
         await self._start_assistant()
 
@@ -260,6 +276,14 @@ class CallSession:
             return
         self.assistant = self._make_assistant(factory)
         await self.assistant.on_accept()
+
+    async def on_verified(self, call: Call) -> None:
+        """The agent verified the caller (maybe against another record): fresh context."""
+        self.call = call
+        self.caller_verified = True
+        if self.assistant is not None:
+            self.assistant.set_verified(True, call.customer_id)
+            await self.assistant.on_accept()
 
     def resume(self) -> None:
         """After a server restart, an active call gets its assistant back (no new context)."""
@@ -273,15 +297,17 @@ class CallSession:
             customer_id=self.call.customer_id,
             publish=self.publish,
             customer_speaking=self._customer_speaking,
+            verified=self.caller_verified,
         )
 
     def _customer_speaking(self) -> bool:
         pipeline = self._pipelines.get("customer")
         return bool(pipeline is not None and pipeline.speaking)
 
-    async def on_ended(self, call: Call) -> None:
+    async def on_ended(self, call: Call, reason: str | None = None) -> None:
         self.call = call
-        await self.publish(events.make(events.CALL_STATE, self.call_id, state="ended"))
+        extra = {"reason": reason} if reason else {}
+        await self.publish(events.make(events.CALL_STATE, self.call_id, state="ended", **extra))
         # Speech already said is transcribed, then summarised, before peers go away.
         for pipeline in list(self._pipelines.values()):
             await asyncio.to_thread(pipeline.close)

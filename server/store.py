@@ -74,7 +74,9 @@ class Store:
 async def open_store(url: str, data_dir: Path) -> AsyncIterator[Store]:
     """A store with its schema in place, for commands that run beside the server."""
     if url.startswith("sqlite"):
-        data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any I/O
+        from server.files import private_sqlite
+
+        private_sqlite(Path(url.split("///", 1)[1]))  # noqa: ASYNC240 - once, before any I/O
     store = Store(url)
     try:
         await store.create_schema()

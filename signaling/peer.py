@@ -36,8 +36,12 @@ class Peer:
         on_channel_open: Callable[[Peer], None],
         on_message: Callable[[Peer, str | bytes], None],
         on_closed: Callable[[Peer], None],
+        connect_timeout_s: float = 30.0,
     ) -> None:
         self.role = role
+        self._connect_timeout_s = connect_timeout_s
+        self._connected = False
+        self._watchdog: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(configuration)
         self.outbound = ForwardedAudioTrack()
         self.channel: RTCDataChannel | None = None
@@ -60,8 +64,9 @@ class Peer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc's parser raises anything from assert to KeyError
-            detail = str(exc) or type(exc).__name__
-            raise bad_request(f"invalid SDP offer: {detail}", "invalid_sdp") from None
+            error = bad_request("the offer is not a valid SDP offer", "invalid_sdp")
+            error.detail = str(exc) or type(exc).__name__  # for staff and logs only
+            raise error from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if len(audio) != 1:
             raise bad_request("the offer must have exactly one audio m-line", "invalid_sdp")
@@ -76,13 +81,15 @@ class Peer:
                 503, "ice_gathering_timeout", "the server could not gather ICE candidates in time"
             ) from None
         local = self.pc.localDescription
+        # A client that vanishes after its offer would hold our sockets for good.
+        self._watchdog = asyncio.ensure_future(self._close_unless_connected())
         if count_candidates(local.sdp) == 0:
-            raise ApiError(
-                503,
-                "ice_gathering_failed",
-                "the server gathered no ICE candidates: check the TURN URLs and secret "
-                "(relay-only needs a TURN server that accepts our credentials)",
+            error = ApiError(503, "ice_gathering_failed", "the server could not set up media for this call")
+            error.detail = (
+                "no ICE candidates gathered: check the TURN URLs and secret "
+                "(relay-only needs a TURN server that accepts our credentials)"
             )
+            raise error
         return local
 
     def send(self, text: str) -> bool:
@@ -107,13 +114,28 @@ class Peer:
             channel.on("open", lambda: self._on_channel_open(self))
 
     def _handle_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected = True
         if self.pc.connectionState in ("failed", "closed") and not self._closed:
             self._close_task = asyncio.ensure_future(self.close())
+
+    async def _close_unless_connected(self) -> None:
+        await asyncio.sleep(self._connect_timeout_s)
+        if not self._connected and not self._closed:
+            log.info(
+                "%s peer: ICE did not connect within %.0f s; closing it",
+                self.role,
+                self._connect_timeout_s,
+            )
+            await self.close()
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
         self.outbound.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()

@@ -36,6 +36,7 @@ async def create_assistant_factory(
         customer_id: str,
         publish: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
         customer_speaking: Callable[[], bool] | None = None,
+        verified: bool = False,
     ) -> CallAssistant:
         return CallAssistant(
             call_id=call_id,
@@ -46,6 +47,7 @@ async def create_assistant_factory(
             knowledge=knowledge,
             publish=publish,
             customer_speaking=customer_speaking,
+            verified=verified,
         )
 
     return factory, engine.close

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from server import events
+from server.assist import verification
 from server.assist.context import CallContext
 from server.assist.engine import KINDS, EngineStatus, SuggestionChunk, SuggestionEngine
 from server.assist.models import CallSummary
@@ -96,8 +97,13 @@ class CallAssistant:
         knowledge: KnowledgeBase,
         publish: Publish,
         customer_speaking: Callable[[], bool] | None = None,
+        verified: bool = False,
     ) -> None:
         self.call_id = call_id
+        # Whether the agent verified the caller's identity (server/identity.py); until then
+        # server/assist/verification.py leads with "verify" and caveats account details.
+        self.verified = verified
+        self._verify_prompted = False
         # Whether the customer's voice is active right now (from the VAD); without it the
         # assistant debounces blindly.
         self._customer_speaking = customer_speaking
@@ -124,10 +130,29 @@ class CallAssistant:
         await self._load(refresh=True)
         # Articles imported while the server runs (`kb import`) are picked up per call.
         await self._knowledge.refresh_if_changed(self._store)
-        event = events.make(
-            events.CUSTOMER_CONTEXT, self.call_id, **self.context.customer_context()
-        )
-        return await self._publish(event)
+        body = self.context.customer_context()
+        body["customer"] = {**body["customer"], "verified": self.verified}
+        event = await self._publish(events.make(events.CUSTOMER_CONTEXT, self.call_id, **body))
+        if not self.verified and not self._verify_prompted:
+            self._verify_prompted = True
+            await self._publish_whole("action", verification.VERIFY_ACTION)
+        return event
+
+    def set_verified(self, verified: bool, customer_id: str | None = None) -> None:
+        """The agent verified the caller, maybe as another customer (then on_accept() again)."""
+        self.verified = verified
+        if customer_id is not None and customer_id != self.customer_id:
+            self.customer_id = self.context.customer_id = customer_id
+            self.context.loaded = False
+
+    async def _publish_whole(self, kind: str, text: str) -> None:
+        """One complete suggestion of the assistant's own (not the engine's)."""
+        s = _Streaming(f"sug_{uuid.uuid4().hex[:16]}", kind, None, text=text, confidence=1.0)
+        s.published = True
+        self._suggestions[s.suggestion_id] = s
+        await self._publish(self._event(s, done=False, delta=text))
+        await self._publish(self._event(s, done=True))
+        self.context.record_suggestion(self._record(s))
 
     def on_transcript(self, event: dict[str, Any]) -> None:
         """Take one final transcript (either speaker); customer speech schedules a suggestion."""
@@ -350,6 +375,14 @@ class CallAssistant:
         if not s.published:  # nothing of it reached the agent
             generation.open.pop(key)
             return
+        if not self.verified:
+            c = self.context
+            caveat = verification.caveat_for(
+                s.kind, s.text, verification.account_values(c.customer, c.orders, c.tickets)
+            )
+            if caveat:
+                s.text += caveat
+                await self._publish(self._event(s, done=False, delta=caveat))
         extra: dict[str, Any] = {"stopped": True, "stop_reason": reason} if stopped else {}
         # The final message is persisted: shield it so a cancel cannot cut the write in half.
         task = asyncio.ensure_future(self._publish(self._event(s, done=True, **extra)))

@@ -136,9 +136,19 @@ async def test_login(running: Running) -> None:
 
 
 async def test_customer_session_links_by_phone_or_email(running: Running) -> None:
-    first = await running.customer("Ann", phone="+15550001111")
-    again = await running.customer("Ann B.", phone="+15550001111")
-    by_email = await running.customer("Carl", email="Carl@Example.com")
-    by_email_again = await running.customer("Carl", email="carl@example.com")
-    assert first["customer_id"] == again["customer_id"]
-    assert by_email["customer_id"] == by_email_again["customer_id"] != first["customer_id"]
+    """Each session is its own; the phone or email links its calls to one CRM record,
+    which only staff see (unverified)."""
+    admin = await running.agent("root", role="admin")
+    sessions = [
+        await running.customer("Ann", phone="+15550001111"),
+        await running.customer("Ann B.", phone="+15550001111"),
+        await running.customer("Carl", email="Carl@Example.com"),
+        await running.customer("Carl", email="carl@example.com"),
+    ]
+    assert len({s["customer_id"] for s in sessions}) == 4
+    linked = []
+    for s in sessions:
+        status, call = await running.api.call("GET", f"/api/calls/{await running.new_call(s['token'])}", admin)
+        assert status == 200 and call["customer"]["verified"] is False
+        linked.append(call["customer"]["customer_id"])
+    assert linked[0] == linked[1] and linked[2] == linked[3] and linked[0] != linked[2]

@@ -76,9 +76,12 @@ async def test_events_numbered_under_concurrency_and_kept_across_restart(setting
         _, ended = await run.api.call("GET", "/api/calls?state=ended", agent)
         assert [c["call_id"] for c in ended["calls"]] == [call_id]
 
-        # The customer is found again by phone and may open a new call, numbered from 1.
+        # A new session with the same phone links to the same record; its call is numbered from 1.
         again = await run.customer("Zoë", phone="+15550002222")
-        assert again["customer_id"] == cust["customer_id"]
         second = await run.new_call(again["token"])
+        _, waiting = await run.api.call("GET", "/api/calls?state=waiting", agent)
+        [linked] = waiting["calls"]
+        assert linked["call_id"] == second
+        assert linked["customer"]["customer_id"] == call_after["customer"]["customer_id"]
         _, body = await run.api.call("GET", f"/api/calls/{second}/messages", again["token"])
         assert [m["seq"] for m in body["messages"]] == [1]
