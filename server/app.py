@@ -111,6 +111,16 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return handler
 
 
+async def _static(request: web.Request) -> web.StreamResponse:
+    """A file under static/. Not aiohttp's add_static: its missing files are bare 404s
+    without the JSON error shape."""
+    root = STATIC_DIR.resolve()
+    path = (root / request.match_info["path"]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ApiError(404, "not_found", "no such file")
+    return web.FileResponse(path)
+
+
 async def _config(request: web.Request) -> web.Response:
     """What the pages need to know before login: the demo account names, if any. Never a
     password: those are printed to the console and kept in a 0600 file in the data dir."""
@@ -176,6 +186,5 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
     app.router.add_get("/api/config", _config)
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))
-    if STATIC_DIR.is_dir():
-        app.router.add_static("/static", STATIC_DIR, append_version=False)
+    app.router.add_get("/static/{path:.+}", _static)
     return app

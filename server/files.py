@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) 0700; tighten it if it is ours and others may read it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` (and missing parents) 0700; tighten it if it is ours and others may
+    read it."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
     _tighten(path, 0o700)
     return path
 

@@ -399,3 +399,79 @@ async def test_production_config_serves_tls_and_denies_private_peers(
     finally:
         await offerer.close()
         await answerer.close()
+
+
+# -- what every shipped config lets a relay reach, and how much one credential may hold -------
+
+PRIVATE_PEERS = ["10.1.2.3", "172.16.5.6", "192.168.1.10", "169.254.169.254", "100.64.0.7"]
+
+
+async def _turn_client(coturn: Coturn, user: str) -> Any:
+    from aioice.turn import create_turn_endpoint
+
+    username, credential = turn_rest_credentials(TURN_SECRET, user, 600)
+    transport, _ = await create_turn_endpoint(
+        asyncio.DatagramProtocol, ("127.0.0.1", coturn.port), username, credential
+    )
+    return transport
+
+
+async def _permission_refused(transport: Any, address: str, channel: int) -> bool:
+    from aioice import stun
+
+    inner = transport._TurnTransport__inner_protocol
+    try:
+        await inner.channel_bind(channel, (address, 9))
+    except stun.TransactionFailed as exc:
+        assert exc.response.error_code == 403, exc.response.attributes
+        return True
+    return False
+
+
+@pytest.mark.parametrize("shipped", ["turnserver.conf", "turnserver.prod.conf"])
+async def test_shipped_configs_deny_private_peers_and_cap_allocations(
+    shipped: str, tmp_path: Path
+) -> None:
+    """Both configs refuse relaying to private, link-local (cloud metadata) and CGNAT
+    addresses, allow public ones, and stop one credential at its allocation quota."""
+    _need_turnserver()
+    if shipped.endswith("prod.conf"):
+        # Its certificate is only needed for the TLS listener, which this test does not use.
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(tmp_path / "privkey.pem"), "-out", str(tmp_path / "fullchain.pem")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    server = Coturn(tmp_path, shipped, tls=shipped.endswith("prod.conf"))
+    server.start()
+    clients: list[Any] = []
+    try:
+        client = await _turn_client(server, "probe")
+        clients.append(client)
+        for n, address in enumerate(PRIVATE_PEERS):
+            assert await _permission_refused(client, address, 0x4000 + n), address
+        assert not await _permission_refused(client, "8.8.8.8", 0x4100)
+
+        # user-quota=12 allocations per credential; the next one is refused (486).
+        from aioice import stun
+
+        username, credential = turn_rest_credentials(TURN_SECRET, "hog", 600)
+        from aioice.turn import create_turn_endpoint
+
+        refused = None
+        for _ in range(13):
+            try:
+                transport, _ = await create_turn_endpoint(
+                    asyncio.DatagramProtocol, ("127.0.0.1", server.port), username, credential
+                )
+            except stun.TransactionFailed as exc:
+                refused = exc.response.error_code
+                break
+            clients.append(transport)
+        assert len(clients) == 1 + 12 and refused == 486
+    finally:
+        for client in clients:
+            client.close()
+        await asyncio.sleep(0.1)
+        server.stop()
