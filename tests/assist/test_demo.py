@@ -39,6 +39,7 @@ async def test_assistant_factory(demo_store: Store) -> None:
         call_id=await new_call(demo_store, "cus_demo_01"),
         customer_id="cus_demo_01",
         publish=recorder,
+        verified=True,  # an unverified caller's first suggestion is "verify" (test_verification.py)
     )
     try:
         await assistant.on_accept()
