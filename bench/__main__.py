@@ -17,6 +17,7 @@ BENCHMARKS = {
     "stt": ("bench.bench_stt", "speech-to-text engine and audio front end (issue 3)"),
     "assist": ("bench.bench_assist", "final transcript → first suggestion, engine only (issue 4)"),
     "latency": ("bench.latency", "end of speech → transcript → suggestion over WebRTC (issues 3, 4)"),
+    "security": ("bench.security", "a live call's ping RTT under a login storm and a call flood (issue 9)"),
 }
 
 

@@ -128,7 +128,10 @@ function feedFor() {
     // A call that ended long ago (seen after a reload) will not get its summary any more.
     if (event.state === "ended") callEnded({ retries: Date.now() - event.ts < 30000 ? SUMMARY_RETRIES : 0 });
   });
-  feed.on("customer_context", (event) => customer.context(event));
+  feed.on("customer_context", (event) => {
+    customer.context(event);
+    if (event.customer) showIdentity(event.customer);
+  });
   feed.on("ai_suggestion", (event) => suggestions.suggestion(event));
   feed.on("suggestion_feedback", (event) => suggestions.feedback(event));
   feed.on("summary", (event) => showSummary(event.summary));
@@ -149,6 +152,7 @@ function resetCall() {
   suggestions.clear();
   suggestions.setInteractive(true);
   customer.clear();
+  $("#identity").hidden = true;
   summaryCard.hidden = true;
   $("#summary").replaceChildren(h("p", { class: "muted" }, "Writing the summary…"));
   $("#call-live").hidden = true;
@@ -161,6 +165,7 @@ async function openCall(call, stream = null) {
   const name = (call.customer && call.customer.name) || "Customer";
   transcript.setNames({ customer: name });
   customer.basic(call.customer);
+  if (call.customer) showIdentity(call.customer, call.state);
   $("#caller").textContent = name;
   $("#call-idle").hidden = true;
   $("#call-live").hidden = false;
@@ -187,10 +192,46 @@ async function openCall(call, stream = null) {
   await current.start(stream);
 }
 
+// -- caller identity ---------------------------------------------------------------------
+// A phone or email the caller typed is a claim: the record it links to stays "Not verified"
+// until the agent has checked the caller (order number, email on file) and pressed Verify.
+
+function showIdentity(who, state = live && !live.ended ? "active" : "ended") {
+  const verified = who.verified === true;
+  const badge = $("#identity-state");
+  badge.textContent = verified ? "Verified" : "Not verified";
+  badge.className = `pill ${verified ? "verified" : "unverified"}`;
+  // customer_context carries the record only; what the caller typed comes with the call.
+  if (who.claimed) {
+    const claimed = [who.claimed.name, who.claimed.phone, who.claimed.email].filter(Boolean).join(", ");
+    $("#identity-claimed").textContent = claimed ? `The caller said: ${claimed}` : "";
+  }
+  $("#verify").hidden = verified || state === "ended";
+  $("#identity").hidden = false;
+}
+
+async function verifyCaller() {
+  if (!live || live.ended) return;
+  const button = $("#verify");
+  button.disabled = true;
+  try {
+    const call = await api.verify(live.callId);
+    showIdentity(call.customer);
+    notices.info("Caller verified.", { fade: 3000 });
+  } catch (error) {
+    staff.handleError(error);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("#verify").addEventListener("click", verifyCaller);
+
 function callEnded({ retries = 0 } = {}) {
   if (!live || live.ended) return;
   live.finish();
   endButton.disabled = true;
+  $("#verify").hidden = true;
   suggestions.stopStreaming();
   suggestions.setInteractive(false);
   showState("ended");

@@ -95,6 +95,10 @@ export class Api {
     return this.post(`/api/calls/${encodeURIComponent(callId)}/accept`);
   }
 
+  verify(callId, customerId = null) {
+    return this.post(`/api/calls/${encodeURIComponent(callId)}/verify`, customerId ? { customer_id: customerId } : {});
+  }
+
   end(callId) {
     return this.post(`/api/calls/${encodeURIComponent(callId)}/end`);
   }

@@ -21,7 +21,7 @@ async function showDemoAccounts() {
         "div",
         { class: "field", dataset: { role } },
         h("dt", {}, LABELS[role] || role),
-        h("dd", {}, "username ", h("code", {}, account.username), ", password ", h("code", {}, account.password)),
+        h("dd", {}, "username ", h("code", {}, account.username), ", password as printed by the server at start-up"),
       ),
     ),
   );

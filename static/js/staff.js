@@ -108,14 +108,16 @@ export class StaffSession {
     }
     const demo = config && config.demo && config.demo[this.role];
     if (!demo) return;
+    // The server never sends the password: it prints it to its console and keeps it in
+    // demo_credentials.json (0600) in its data dir.
     const fill = () => {
       this.form.elements.username.value = demo.username;
-      this.form.elements.password.value = demo.password;
-      this.form.querySelector("button[type=submit]").focus();
+      this.form.elements.password.focus();
     };
     hint.replaceChildren(
-      "Demo server: username ", h("code", {}, demo.username), ", password ", h("code", {}, demo.password), ". ",
-      h("button", { type: "button", class: "link", onclick: fill }, "Fill in the demo account"),
+      "Demo server: username ", h("code", {}, demo.username),
+      ", password as printed by the server at start-up (also in demo_credentials.json in its data dir). ",
+      h("button", { type: "button", class: "link", onclick: fill }, "Fill in the demo username"),
     );
     hint.hidden = false;
   }

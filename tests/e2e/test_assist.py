@@ -43,6 +43,13 @@ async def start_call(run: Running, phone: str, agent_token: str) -> tuple[str, s
     await run.api.call("POST", f"/api/calls/{call_id}/accept", agent_token)
     agent = run.participant(agent_token, "agent")
     await agent.connect(call_id)
+    # A phone number is a claim: the assistant's first suggestion is to verify the caller,
+    # and the agent does (POST /verify), which sends the context again, verified.
+    first = await agent.wait_for(lambda e: e["type"] == "ai_suggestion" and e["done"])
+    assert first["kind"] == "action" and first["text"].startswith("Verify the caller's identity")
+    status, body = await run.api.call("POST", f"/api/calls/{call_id}/verify", agent_token)
+    assert status == 200 and body["customer"]["verified"] is True
+    await agent.wait_for(lambda e: e["type"] == "customer_context" and e["customer"]["verified"])
     return call_id, cust["token"], customer, agent
 
 

@@ -106,8 +106,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(0.3)
         with urllib.request.urlopen(url + "/api/config", timeout=5) as response:
             demo = json.loads(response.read())["demo"]
-        assert demo and demo["agent"]["username"] and demo["admin"]["password"], demo
-        yield Server(url=url, agent=demo["agent"], admin=demo["admin"])
+        # The demo passwords are never served: the console and a 0600 file have them.
+        assert demo == {"agent": {"username": "agent"}, "admin": {"username": "admin"}}, demo
+        accounts = json.loads((data_dir / "demo_credentials.json").read_text())
+        assert f"password {accounts['agent']['password']}" in log_path.read_text()
+        yield Server(url=url, agent=accounts["agent"], admin=accounts["admin"])
     finally:
         proc.terminate()
         try:
@@ -176,6 +179,11 @@ def open_page(browsers: dict[str, Browser], server: Server) -> Iterator[Callable
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(f"{role}: {error}"))
+        # Anything the pages' Content-Security-Policy blocks is a bug in the pages.
+        page.on(
+            "console",
+            lambda msg: errors.append(f"{role}: {msg.text}") if "Content Security Policy" in msg.text else None,
+        )
         page.goto(path)
         return page
 
@@ -248,8 +256,9 @@ def test_landing_page_links_to_the_pages_and_shows_demo_accounts(open_page, serv
     for name, href in (("Customer", "/customer"), ("Agent console", "/agent"), ("Supervisor", "/supervisor")):
         expect(nav.get_by_role("link", name=name)).to_have_attribute("href", href)
     demo = page.get_by_role("region", name="Demo accounts")
-    expect(demo).to_contain_text(server.agent["password"])
     expect(demo).to_contain_text(server.admin["username"])
+    expect(demo).to_contain_text("password as printed by the server")
+    expect(demo).not_to_contain_text(server.agent["password"])
     shot(page, "pages-landing")
 
 
@@ -406,7 +415,21 @@ def test_live_transcript_suggestions_feedback_and_summary(open_page, server: Ser
     log_in(agent, server.agent)
     accept(agent, caller)
     call_id = call_id_of(server, admin, caller, "active")
-    expect(agent.get_by_role("region", name="Customer")).to_contain_text("Order 78901")
+    profile = agent.get_by_role("region", name="Customer")
+    expect(profile).to_contain_text("Order 78901")
+
+    # The phone is a claim: the record is marked unverified and the first suggestion is to
+    # verify; the agent checks the caller and presses Verify.
+    identity = profile.locator("#identity-state")
+    expect(identity).to_have_text("Not verified")
+    expect(profile).to_contain_text(f"The caller said: {caller}, +12025550101")
+    first_suggestion = agent.get_by_role("region", name="Suggestions").get_by_role("listitem").first
+    expect(first_suggestion).to_contain_text("Verify the caller's identity")
+    profile.get_by_role("button", name="Verify").click()
+    expect(identity).to_have_text("Verified")
+    expect(profile.get_by_role("button", name="Verify")).to_be_hidden()
+    status, body = server.api("GET", f"/api/calls/{call_id}", admin)
+    assert body["customer"]["verified"] is True and body["customer"]["name"] == caller
 
     # The customer's words reach the agent's transcript, interim text settling into finals.
     words = re.compile(r"refund|order|broken", re.I)
