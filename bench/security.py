@@ -135,8 +135,37 @@ async def _call_flood(http: aiohttp.ClientSession, url: str) -> dict[str, int]:
     return counts
 
 
-async def run(server_root: Path, extra_env: dict[str, str]) -> list[dict[str, Any]]:
+async def measure(url: str) -> list[dict[str, Any]]:
+    """The live call and the three phases, against a server already listening at `url`."""
     restrict_host_addresses(["127.0.0.1"])
+    async with aiohttp.ClientSession() as http:
+        cust = await customer_session(http, url, "Bench Caller", phone="+15550009999")
+        async with http.post(
+            url + "/api/calls", json={}, headers={"Authorization": f"Bearer {cust['token']}"}
+        ) as r:
+            call_id = (await r.json())["call_id"]
+        agent_token = await login(http, url, "bench", "bench-password")
+        async with http.post(
+            f"{url}/api/calls/{call_id}/accept", headers={"Authorization": f"Bearer {agent_token}"}
+        ) as r:
+            assert r.status == 200, await r.text()
+        customer = Participant(url, cust["token"], "customer", http=http, decode=False)
+        agent = Participant(url, agent_token, "agent", http=http, decode=False)
+        try:
+            await customer.connect(call_id)
+            await agent.connect(call_id)
+            pinger = Pinger(agent)
+            return [
+                await _phase("idle call", http, url, pinger, None),
+                await _phase("50 wrong logins", http, url, pinger, lambda: _login_storm(http, url)),
+                await _phase("300-request call flood", http, url, pinger, lambda: _call_flood(http, url)),
+            ]
+        finally:
+            await customer.close()
+            await agent.close()
+
+
+def run(server_root: Path, extra_env: dict[str, str]) -> list[dict[str, Any]]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -152,35 +181,10 @@ async def run(server_root: Path, extra_env: dict[str, str]) -> list[dict[str, An
         )  # fmt: skip
         try:
             _wait_health(url, server)
-            async with aiohttp.ClientSession() as http:
-                cust = await customer_session(http, url, "Bench Caller", phone="+15550009999")
-                async with http.post(
-                    url + "/api/calls", json={}, headers={"Authorization": f"Bearer {cust['token']}"}
-                ) as r:
-                    call_id = (await r.json())["call_id"]
-                agent_token = await login(http, url, "bench", "bench-password")
-                async with http.post(
-                    f"{url}/api/calls/{call_id}/accept", headers={"Authorization": f"Bearer {agent_token}"}
-                ) as r:
-                    assert r.status == 200, await r.text()
-                customer = Participant(url, cust["token"], "customer", http=http, decode=False)
-                agent = Participant(url, agent_token, "agent", http=http, decode=False)
-                try:
-                    await customer.connect(call_id)
-                    await agent.connect(call_id)
-                    pinger = Pinger(agent)
-                    rows = [
-                        await _phase("idle call", http, url, pinger, None),
-                        await _phase("50 wrong logins", http, url, pinger, lambda: _login_storm(http, url)),
-                        await _phase("300-request call flood", http, url, pinger, lambda: _call_flood(http, url)),
-                    ]
-                finally:
-                    await customer.close()
-                    await agent.close()
+            return asyncio.run(measure(url))
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return rows
 
 
 def main() -> None:
@@ -196,7 +200,7 @@ def main() -> None:
             ("login limits lifted (all 50 hashed)", {"CALLASSIST_LOGIN_LIMIT_ADDRESS": "1000/minute"})
         )
     for title, env in variants:
-        rows = asyncio.run(run(args.server_root, env))
+        rows = run(args.server_root, env)
         print(f"\n{title}")
         print(f"{'phase':<24} {'s':>6} {'pings':>6} {'RTT p50':>8} {'RTT p99':>8} {'RTT max':>8} "
               f"{'lag p99':>8} {'lag max':>8}  responses")

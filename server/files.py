@@ -76,7 +76,7 @@ def new_recording_part(call_dir: Path, speaker: str) -> Path:
 
 
 def recording_parts(call_dir: Path, speaker: str) -> list[Path]:
-    parts = []
+    parts: list[Path] = []
     n = 0
     while True:
         path = call_dir / (f"{speaker}.wav" if n == 0 else f"{speaker}.{n}.wav")

@@ -78,7 +78,7 @@ def staff_customer(
 ) -> dict[str, Any]:
     """The call's customer as staff see it: the linked record, whether the agent verified
     the caller, and what the caller typed (`claimed`), to verify against."""
-    view = customer.public() if customer else {"customer_id": call.customer_id}
+    view: dict[str, Any] = customer.public() if customer else {"customer_id": call.customer_id}
     view["verified"] = bool(link and link.verified)
     if caller is not None:
         view["claimed"] = {k: v for k, v in caller.typed().items() if k != "customer_id"}

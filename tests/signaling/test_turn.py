@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aioice import stun
+from aioice.turn import create_turn_endpoint
 from aiortc import RTCPeerConnection
 
 from server.qa import Participant, QaError
@@ -407,8 +409,6 @@ PRIVATE_PEERS = ["10.1.2.3", "172.16.5.6", "192.168.1.10", "169.254.169.254", "1
 
 
 async def _turn_client(coturn: Coturn, user: str) -> Any:
-    from aioice.turn import create_turn_endpoint
-
     username, credential = turn_rest_credentials(TURN_SECRET, user, 600)
     transport, _ = await create_turn_endpoint(
         asyncio.DatagramProtocol, ("127.0.0.1", coturn.port), username, credential
@@ -417,8 +417,6 @@ async def _turn_client(coturn: Coturn, user: str) -> Any:
 
 
 async def _permission_refused(transport: Any, address: str, channel: int) -> bool:
-    from aioice import stun
-
     inner = transport._TurnTransport__inner_protocol
     try:
         await inner.channel_bind(channel, (address, 9))
@@ -437,7 +435,8 @@ async def test_shipped_configs_deny_private_peers_and_cap_allocations(
     _need_turnserver()
     if shipped.endswith("prod.conf"):
         # Its certificate is only needed for the TLS listener, which this test does not use.
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
              "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
              "-keyout", str(tmp_path / "privkey.pem"), "-out", str(tmp_path / "fullchain.pem")],
@@ -454,10 +453,7 @@ async def test_shipped_configs_deny_private_peers_and_cap_allocations(
         assert not await _permission_refused(client, "8.8.8.8", 0x4100)
 
         # user-quota=12 allocations per credential; the next one is refused (486).
-        from aioice import stun
-
         username, credential = turn_rest_credentials(TURN_SECRET, "hog", 600)
-        from aioice.turn import create_turn_endpoint
 
         refused = None
         for _ in range(13):
