@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Running, dominant_frequency, wait_for_audio
+from tests.conftest import Running, dominant_frequency, make_settings, serving, wait_for_audio
 from tests.server.test_auth import assert_error
 
 PHONE = "+15550001111"
@@ -111,8 +111,6 @@ async def test_agent_sees_the_link_unverified_until_it_verifies(
 
 
 async def test_turn_credentials_only_for_a_callers_open_call(tmp_path: Any) -> None:
-    from tests.conftest import make_settings, serving
-
     settings = make_settings(
         tmp_path / "data",
         CALLASSIST_TURN_URLS="turn:127.0.0.1:3478",

@@ -234,12 +234,12 @@ async def test_call_is_relayed_through_coturn(coturn: Coturn, tmp_path: Path, to
     mark = coturn.mark()
     async with serving(turn_settings(tmp_path, coturn)) as run:
         cust = await run.customer("Ann", phone="+15550003333")
+        call_id = await run.new_call(cust["token"])  # a customer gets TURN for its open call
         status, ice = await run.api.call("GET", "/api/webrtc/ice-servers", cust["token"])
         assert status == 200 and ice["iceServers"][0]["urls"] == [coturn.url()]
         expiry, _, user = ice["iceServers"][0]["username"].partition(":")
         assert user == cust["customer_id"] and int(expiry) > time.time()
 
-        call_id = await run.new_call(cust["token"])
         customer = run.participant(
             cust["token"], "customer", packets=tone_packets(440), relay_only=True
         )
