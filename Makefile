@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the test-suite drives for real (browsers, TURN, Postgres, TTS, compose lint).
-SYSTEM_PACKAGES := chromium coturn postgresql espeak-ng sox docker-compose
+SYSTEM_PACKAGES := chromium coturn postgresql redis-server espeak-ng sox docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup run test test-fast bench lint system-deps clean

@@ -36,7 +36,10 @@ class Limits:
     def __init__(self, settings: Settings) -> None:
         uri = settings.rate_limit_storage
         # The asyncio flavour of each storage: a Redis round trip must not block the loop.
-        self._storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+        if not uri.startswith("async+"):
+            uri = f"async+{uri}"
+        options = {"implementation": "redispy"} if uri.startswith(("async+redis", "async+rediss")) else {}
+        self._storage = storage_from_string(uri, **options)
         self._limiter = FixedWindowRateLimiter(self._storage)  # type: ignore[arg-type]
         self.login_user = parse(settings.login_limit_user)
         self.login_address = parse(settings.login_limit_address)

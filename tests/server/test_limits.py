@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
 import statistics
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from argon2 import PasswordHasher
 
 from tests.conftest import PASSWORD, Running, make_settings, serving
@@ -224,3 +229,51 @@ async def test_limits_reject_bad_settings(tmp_path: Path) -> None:
             assert name in str(exc)
         else:
             raise AssertionError(f"{name}={value} was accepted")
+
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real Redis on a free loopback port, no persistence, for this test."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_processes_share_the_limits_through_redis(tmp_path: Path, redis_url: str) -> None:
+    """With CALLASSIST_RATE_LIMIT_STORAGE=redis://..., two servers count together: failures
+    on one are refused on the other (what several nodes need)."""
+    env = {
+        "CALLASSIST_RATE_LIMIT_STORAGE": redis_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+    }
+    async with serving(make_settings(tmp_path / "a", **env)) as a, serving(
+        make_settings(tmp_path / "b", **env)
+    ) as b:
+        await a.agent("alice")
+        for n in range(5):
+            status, _, _ = await _login(a if n % 2 else b, "alice", "wrong-password")
+            assert status == 401
+        for run in (a, b):
+            status, body, headers = await _login(run, "alice", PASSWORD)
+            assert_limited(status, body, headers)
