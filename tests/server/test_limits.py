@@ -117,9 +117,10 @@ async def test_wrong_logins_do_not_block_the_event_loop(running: Running) -> Non
     stop.set()
     await probing
     assert [status for status, _, _ in results] == [401] * 5
-    # On the loop, each of the 5 verifications would stall it for a whole verification.
+    # On the loop, each of the 5 verifications stalls it for a whole verification (5 stalls
+    # on main); off it, a stall that long needs a machine too busy to schedule the loop.
     stalls = [lag for lag in lags if lag > 0.8 * verify_s]
-    assert len(stalls) <= 1, (verify_s, sorted(lags)[-5:])
+    assert len(stalls) <= 2, (verify_s, sorted(lags)[-5:])
 
 
 async def test_unknown_users_take_as_long_as_wrong_passwords(tmp_path: Path) -> None:
