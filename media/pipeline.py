@@ -23,6 +23,7 @@ from server.config import SpeechSettings
 
 from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, SegmentEvent, silence
 from .decode import DecodeError, OpusDecoder
+from .recording import SilencedRanges
 from .segmenter import Segmenter
 from .vad import FRAME_MS, VoiceActivityDetector
 
@@ -163,6 +164,10 @@ class InboundAudio:
     def closed(self) -> bool:
         return self._closed
 
+    def silence(self, start_ms: int, end_ms: int) -> None:
+        """Zero this span (call clock) of the recording, written or still to come."""
+        self._worker.silence(start_ms, end_ms)
+
     @property
     def speaking(self) -> bool:
         """Whether an utterance is open (as of the last processed batch); any thread."""
@@ -230,6 +235,8 @@ class _Worker:
         self._last_arrival_ms = 0
         self._recording: wave.Wave_write | None = None
         self._record_failed = False
+        self._recorded = 0  # bytes of samples written
+        self._silenced = SilencedRanges()
         self.decode_errors = 0
         self.audio_samples = 0
         self.cpu_s = 0.0
@@ -302,10 +309,15 @@ class _Worker:
                 self._recording.setsampwidth(SAMPLE_WIDTH)
                 self._recording.setframerate(SAMPLE_RATE)
             # writeframes patches the header every time: the file stays valid on a crash.
-            self._recording.writeframes(pcm)
+            self._silenced.write(self._recording, self._recorded, pcm)
+            self._recorded += len(pcm)
         except OSError:
             logger.exception("%s: recording to %s failed; not recording", self._speaker, path)
             self._record_failed = True
+
+    def silence(self, start_ms: int, end_ms: int) -> None:
+        if self._record_path is not None and self._segmenter is not None:
+            self._silenced.add(self._record_path, self._origin_ms, start_ms, end_ms)
 
     def close_recording(self) -> None:
         if self._recording is not None:

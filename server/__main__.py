@@ -33,6 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.redact:
+        from server.redaction import RedactingLogFilter
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingLogFilter())
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     app = create_app(settings)

@@ -115,6 +115,9 @@ class Settings:
     """Reverse proxies whose X-Forwarded-For names the client address."""
     max_streams_per_call: int = 10
     """Concurrent SSE streams of one call."""
+    redact: bool = True
+    """Redact card numbers, security codes and SSNs from everything stored or sent, and
+    silence them in recordings (`CALLASSIST_REDACT=off` to keep them; server/redaction.py)."""
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     assist: AssistSettings = field(default_factory=AssistSettings)
 
@@ -249,6 +252,7 @@ def load_settings(
         customer_limit_address=_rate(env, "CALLASSIST_CUSTOMER_LIMIT_ADDRESS", "30/minute"),
         trusted_proxies=_csv(env.get("CALLASSIST_TRUSTED_PROXIES", "")),
         max_streams_per_call=_int(env, "CALLASSIST_MAX_STREAMS_PER_CALL", 10),
+        redact=_bool(env, "CALLASSIST_REDACT", True),
         speech=speech,
         assist=assist,
     )

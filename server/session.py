@@ -27,6 +27,7 @@ from sqlmodel import col, select
 from server import events
 from server.identity import is_verified
 from server.models import Call, CallEvent
+from server.redaction import CallRedactor
 from server.store import Store
 from signaling.peer import Peer
 
@@ -66,10 +67,14 @@ class CallSession:
         # call): the waiting-call reaper (server/waiting.py) ends calls abandoned too long.
         self.caller_seen_ms = events.now_ms()
         self.caller_verified = False
+        # PII never reaches the event log, the wire, the assistant or the logs.
+        self.redactor = CallRedactor(services.settings.redact)
 
     # -- events ---------------------------------------------------------------------------
 
     async def publish(self, event: dict[str, Any]) -> dict[str, Any]:
+        if event["type"] != events.TRANSCRIPT:  # transcripts are redacted in _emit_transcript
+            event = self.redactor.scrub(event)
         async with self._publish_lock:
             if events.is_persisted(event):
                 event = await self._persist(event)
@@ -252,8 +257,32 @@ class CallSession:
             start_ms=t.start_ms,
             end_ms=t.end_ms,
         )
-        event = await self.publish(event)
+        redacted = self.redactor.transcript(event)
+        event = await self.publish(redacted.event)
+        self.redactor.published(event, t.text)
         if t.final and self.assistant is not None:
+            self.assistant.on_transcript(event)
+        if redacted.revised is not None:
+            await self._revise(redacted.revised)
+        for speaker, start_ms, end_ms in redacted.silence:
+            pipeline = self._pipelines.get(speaker)
+            if pipeline is not None:
+                pipeline.silence(start_ms, end_ms)
+
+    async def _revise(self, earlier: dict[str, Any]) -> None:
+        """An earlier final transcript turned out to hold card digits: rewrite the stored
+        event and publish the corrected text as a revision of the same segment."""
+        if "seq" in earlier:
+            async with self._publish_lock, self.store.write() as session:
+                await session.execute(
+                    update(CallEvent)
+                    .where(col(CallEvent.call_id) == self.call_id, col(CallEvent.seq) == earlier["seq"])
+                    .values(body=earlier)
+                )
+        revision = {k: v for k, v in earlier.items() if k != "seq"}
+        revision.update(ts=events.now_ms(), revised=True)
+        event = await self.publish(revision)
+        if self.assistant is not None:
             self.assistant.on_transcript(event)
 
     async def _emit_status(self, level: str, code: str, message: str) -> None:

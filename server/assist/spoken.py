@@ -298,3 +298,33 @@ def normalize_numbers(text: str) -> str:
             out.append(low)
         i += 1
     return " ".join(out)
+
+
+@dataclass(frozen=True)
+class NumberRun:
+    """One run of number words and digits in the original text, and its digits."""
+
+    start: int
+    end: int
+    digits: str
+
+
+def number_runs(text: str) -> list[NumberRun]:
+    """Every run `normalize_numbers` would rewrite, with its place in `text`.
+
+    Redaction needs the characters to replace, not just the digits: "four two four two"
+    and "4242-4242" are found where they were said.
+    """
+    toks = [_Tok(_ungroup(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    runs: list[NumberRun] = []
+    i = 0
+    while i < len(toks):
+        end = _collect_run(toks, i)
+        if end > i:
+            digits = _read_run(toks[i:end])
+            if digits.isdigit():
+                runs.append(NumberRun(toks[i].start, toks[end - 1].end, digits))
+            i = end
+        else:
+            i += 1
+    return runs

@@ -29,7 +29,9 @@ export class TranscriptView {
   transcript(event) {
     const id = String(event.segment_id);
     const known = this.segments.get(id);
-    if (known && known.final) return; // a late interim, or a final we already have
+    // A late interim, or a final we already have; a revision (`revised`: the server
+    // redacted card digits it only recognised in the next utterance) replaces the final.
+    if (known && known.final && !event.revised) return;
     const line = h(
       "li",
       {
