@@ -38,6 +38,11 @@ _CARD_CUE = re.compile(
     r"\b(?:card|credit|debit|visa|master ?card|amex|american express|discover|long number)\b",
     re.IGNORECASE,
 )
+_CARD_NUMBER_CUE = re.compile(
+    r"\b(?:card (?:number|details|digits|no)|card is|number on (?:my|the|your) card|long number)\b",
+    re.IGNORECASE,
+)
+"""Words that announce a card number still to come: digits in the next utterances are card digits."""
 _CODE_CUE = re.compile(
     r"\b(?:security code|cvv2?|cvc2?|card code|(?:three|four|3|4) digits? on the (?:back|front))\b",
     re.IGNORECASE,
@@ -123,15 +128,34 @@ class Carry:
     """What the next utterance of the same speaker may continue (in memory only)."""
 
     digits: str = ""
-    expect_card: bool = False
+    """Trailing digits that may be the first part of a card number."""
+    card_turns: int = 0
+    """Utterances left in which digits are card digits: a caller reading a card number
+    pauses, and speech-to-text splits the number over several segments."""
     expect_code: bool = False
+
+
+_NOT_CARD_BEFORE = re.compile(
+    r"(?:\border(?: number)?(?: is)?|#|ending(?: in| with)?|last (?:four|4)(?: digits)?(?: are| is)?|[$€£])\s*$",
+    re.IGNORECASE,
+)
+_NOT_CARD_AFTER = re.compile(r"^\s*(?:dollars?|bucks?|euros?|pounds?|cents?|percent|days?|weeks?|months?|years?)\b", re.I)
+
+
+def _plain_number(text: str, group: _Group) -> bool:
+    """An order number, an amount, "ending in 4242": digits that are not card data."""
+    if [len(r.digits) for r in group.runs] == [3, 3, 4]:
+        return True  # a phone number as people say it: 202 555 0101
+    return bool(
+        _NOT_CARD_BEFORE.search(text[max(0, group.start - 30) : group.start])
+        or _NOT_CARD_AFTER.match(text[group.end : group.end + 12])
+    )
 
 
 def find_pii(text: str, carry: Carry | None = None) -> tuple[list[Span], bool]:
     """The spans to redact in `text`, and whether its opening completed `carry`'s digits."""
     carry = carry or Carry()
-    runs = number_runs(text)
-    groups = _groups(text, runs)
+    groups = _groups(text, number_runs(text))
     spans: list[Span] = []
     continued = False
     taken: list[tuple[int, int]] = []
@@ -142,6 +166,8 @@ def find_pii(text: str, carry: Carry | None = None) -> tuple[list[Span], bool]:
 
     for m in _SSN_FORMATTED.finditer(text):
         add(m.start(), m.end(), SSN)
+    cue = _CARD_CUE.search(text)
+    strong = _CARD_NUMBER_CUE.search(text)  # "card number is": every digit after it
     for n, group in enumerate(groups):
         if any(a < group.end and group.start < b for a, b in taken):
             continue
@@ -158,15 +184,19 @@ def find_pii(text: str, carry: Carry | None = None) -> tuple[list[Span], bool]:
             for r in cards:
                 add(r.start, r.end, CARD, f"[card ending {r.digits[-4:]}]")
             continue
-        if len(group.digits) == 9 and _cue_before(_SSN_CUE, text, group.start):
+        digits = len(group.digits)
+        if digits == 9 and _cue_before(_SSN_CUE, text, group.start):
             add(group.start, group.end, SSN)
-        elif 3 <= len(group.digits) <= 4 and (
+        elif 3 <= digits <= 4 and (
             _cue_before(_CODE_CUE, text, group.start) or (opening and carry.expect_code)
         ):
             add(group.start, group.end, CODE)
-        elif 6 <= len(group.digits) <= CARD_MAX and (
-            _cue_before(_CARD_CUE, text, group.start)
-            or (opening and (carry.expect_card or carry.digits))
+        elif _plain_number(text, group):
+            continue
+        elif (
+            (strong is not None and strong.end() <= group.start)
+            or (digits >= 4 and cue is not None and cue.end() <= group.start)
+            or (digits >= 2 and carry.card_turns > 0)
         ):
             add(group.start, group.end, CARD_PART)
     return sorted(spans, key=lambda s: s.start), continued
@@ -193,11 +223,19 @@ def _has_number_word(text: str) -> bool:
     return _NUMBER_WORD.search(text) is not None
 
 
-def _next_carry(text: str) -> Carry:
+CARD_CONTEXT_TURNS = 3
+END_OF_RECORDING_MS = 1 << 40
+
+
+def _next_carry(text: str, spans: list[Span], previous: Carry) -> Carry:
     """What an utterance leaves open for the next one of the same speaker."""
-    carry = Carry(
-        expect_card=_ends_with_cue(_CARD_CUE, text), expect_code=_ends_with_cue(_CODE_CUE, text)
+    carded = any(s.kind in (CARD, CARD_PART) for s in spans)
+    card_turns = (
+        CARD_CONTEXT_TURNS
+        if carded or _CARD_NUMBER_CUE.search(text)
+        else max(0, previous.card_turns - 1)
     )
+    carry = Carry(card_turns=card_turns, expect_code=_ends_with_cue(_CODE_CUE, text))
     groups = _groups(text, number_runs(text))
     if groups:
         last = groups[-1]
@@ -237,6 +275,8 @@ class CallRedactor:
         self._carry: dict[str, Carry] = {}
         self._last: dict[str, _Last] = {}
         self._expect_code = False
+        self._card_asked = 0
+        self._open_from: dict[str, int] = {}
         self.redacted_spans = 0
 
     def transcript(self, event: dict[str, Any]) -> Redacted:
@@ -245,24 +285,50 @@ class CallRedactor:
         text = str(event.get("text") or "")
         speaker = str(event.get("speaker"))
         carry = self._carry.get(speaker) or Carry()
-        if speaker == "customer" and self._expect_code:
-            carry = Carry(carry.digits, carry.expect_card, True)
+        if speaker == "customer":
+            # The agent asking "what's the card number / the CVV?" opens the caller's answer.
+            carry = Carry(
+                carry.digits,
+                max(carry.card_turns, self._card_asked),
+                carry.expect_code or self._expect_code,
+            )
         spans, continued = find_pii(text, carry)
         out = Redacted({**event, "text": apply_spans(text, spans)} if spans else event)
         if not event.get("final"):
             return out
         self.redacted_spans += len(spans)
+        who, start_ms, end_ms = _segment_span(event)
+        open_from = self._open_from.pop(speaker, None)
         if spans:
-            out.silence.append(_segment_span(event))
+            # While a caller reads card digits, what lies between the redacted segments is
+            # digits too, even when speech-to-text lost them (tiny.en drops short "4 2 4 2"
+            # segments): silence from the last redacted segment on.
+            out.silence.append((who, min(start_ms, open_from or start_ms), end_ms))
+        elif open_from is not None:
+            out.silence.append((who, open_from, start_ms))
         last = self._last.get(speaker)
         if continued and last is not None:
             revised = self._revise(last)
             if revised is not None:
                 out.revised = revised
                 out.silence.append(_segment_span(last.event))
-        self._carry[speaker] = _next_carry(text)
-        self._expect_code = _ends_with_cue(_CODE_CUE, text)
+        self._carry[speaker] = _next_carry(text, spans, carry)
+        if spans and self._carry[speaker].card_turns > 0:
+            self._open_from[speaker] = end_ms
+        if speaker != "customer":
+            self._expect_code = _ends_with_cue(_CODE_CUE, text)
+            self._card_asked = CARD_CONTEXT_TURNS if _CARD_NUMBER_CUE.search(text) else 0
+        else:
+            self._expect_code = False
+            self._card_asked = 0
         return out
+
+    def finish(self) -> list[tuple[str, int, int]]:
+        """At the end of the call: a speaker still reading digits when the last transcript
+        came has the rest of their recording silenced."""
+        spans = [(speaker, start, END_OF_RECORDING_MS) for speaker, start in self._open_from.items()]
+        self._open_from.clear()
+        return spans
 
     def published(self, event: dict[str, Any], raw_text: str) -> None:
         """Remember a published final (with its seq) for a later revision."""

@@ -264,7 +264,10 @@ class CallSession:
             self.assistant.on_transcript(event)
         if redacted.revised is not None:
             await self._revise(redacted.revised)
-        for speaker, start_ms, end_ms in redacted.silence:
+        self._silence(redacted.silence)
+
+    def _silence(self, spans: list[tuple[str, int, int]]) -> None:
+        for speaker, start_ms, end_ms in spans:
             pipeline = self._pipelines.get(speaker)
             if pipeline is not None:
                 pipeline.silence(start_ms, end_ms)
@@ -343,6 +346,7 @@ class CallSession:
         if self._transcriber is not None:
             await self._transcriber.close(drain=True)
             self._transcriber = None
+        self._silence(self.redactor.finish())
         if self.assistant is not None:
             try:
                 await self.assistant.on_end()
