@@ -163,6 +163,14 @@ class CallAssistant:
             return
         self._schedule(turn.segment_id)
 
+    async def idle(self, timeout: float | None = None) -> bool:
+        """Wait until no suggestion is pending or streaming; False if `timeout` ran out."""
+        generation = self._generation
+        if generation is None or generation.task is None or generation.task.done():
+            return True
+        done, _ = await asyncio.wait({generation.task}, timeout=timeout)
+        return bool(done) and (self._generation is generation or await self.idle(timeout))
+
     async def stop(self) -> list[str]:
         """Stop the suggestion being generated (and a pending one); returns the stopped ids.
 
