@@ -63,6 +63,7 @@ class TurnResult:
     problems: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     relevant: bool | None = None
+    article_hit: bool | None = None
     pii_total: int = 0
     pii_leaked: int = 0
     kept_total: int = 0
@@ -104,6 +105,10 @@ class Report:
             "stale": sum(1 for t in self.turns if t.stale),
             "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
             "latency_p95_ms": round(percentile(latencies, 0.95), 1) if latencies else None,
+            "article_hits": _ratio(
+                sum(bool(t.article_hit) for t in self.turns),
+                sum(t.article_hit is not None for t in self.turns),
+            ),
             "redaction_recall": _ratio(pii - leaked, pii),
             "false_redactions": lost,
             "needing": len(needing),
@@ -187,6 +192,8 @@ def judge(turn: dict[str, Any], result: TurnResult) -> None:
         if anyof and not any(str(n).lower() in text for n in anyof):
             problems.append(f"none of {anyof!r}")
         article = expect.get("article")
+        if article:
+            result.article_hit = article in sources
         if article and article not in sources:
             problems.append(f"no article {article!r} (got {sorted(sources)})")
         result.relevant = not problems
@@ -327,6 +334,7 @@ def print_report(report: Report, *, verbose: bool = False) -> None:
     )
     print(f"  coverage (suggestion within {COVERAGE_WINDOW_S:.0f} s)  {f['coverage']:.1%}   aim >= 95%")
     print(f"  relevance                           {f['relevance']:.1%}   aim >= 90%")
+    print(f"  right article cited                 {f['article_hits']:.1%}   (knowledge retrieval)")
     print(f"  stale suggestions                   {f['stale']}        aim 0")
     print(
         f"  final transcript -> first suggestion p50 {f['latency_p50_ms']} ms, "

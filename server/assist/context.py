@@ -8,6 +8,7 @@ reading the context as it was when it started, while new speech updates the live
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,17 @@ _ORDER_INTENTS = {
     "cancellation": ("placed", "processing"),
     "address_change": ("placed", "processing", "shipped"),
     "billing": ("delivered", "shipped"),
+    "price_adjustment": ("delivered", "shipped", "processing", "placed"),
 }
+_TOPIC_SHIFT = re.compile(
+    r"^(?:(?:oh|um|uh|so|and|ok|okay)[, ]+)*(?:also|actually|another thing|by the way|one more thing|separately|apart from that)\b",
+    re.IGNORECASE,
+)
+"""Words that open a new subject: "Actually, my parcel is late" is not about the order before."""
+_NOT_ABOUT_ORDERS = frozenset(
+    {"subscription", "account", "gift_card", "loyalty", "international", "payment"}
+)
+"""A subscription is not an order: these intents never pick one by guesswork."""
 _GENERIC_ITEM_WORDS = frozenset(tokenize("wireless smart mini slim the pro max 4k usb c 14 11"))
 
 
@@ -61,6 +72,8 @@ class Turn:
     call_topics: tuple[Topic, ...] = ()
     """Intents of the whole call, all turns weighing the same (for the summary)."""
     sentiment: SentimentScore | None = None
+    act: str = ""
+    """What a customer turn does: closing | small_talk | question | complaint | statement | ack."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"speaker": self.speaker, "text": self.text, "start_ms": self.start_ms}
@@ -86,6 +99,8 @@ class ContextSnapshot:
     """Orders named in the call, latest mention first; `belongs_to_caller` is False for
     an order on another customer's account."""
     unknown_order_numbers: tuple[str, ...] = ()
+    """The order number the customer gave last, if no order has it — only while the
+    conversation is still on the topic it was given for (a new topic does not inherit it)."""
     focus_order: dict[str, Any] | None = None
     focus_reason: str = ""
     """mentioned | item (the customer named the product) | inferred (guessed from intent)."""
@@ -100,6 +115,10 @@ class ContextSnapshot:
     knowledge: tuple[KnowledgeHit, ...] = ()
     suggestions: tuple[dict[str, Any], ...] = ()
     """Suggestions shown so far: suggestion_id, kind, text, sources, feedback."""
+    act: str = ""
+    """What the customer's latest turn does (topics.detect_act)."""
+    turn_topics: tuple[Topic, ...] = ()
+    """Intents of the customer's latest turn alone."""
 
     @property
     def intent(self) -> str | None:
@@ -132,6 +151,7 @@ class ContextSnapshot:
             "sentiment_trend": self.sentiment_trend.to_dict(),
             "knowledge": [h.to_dict() for h in self.knowledge],
             "suggestions": list(self.suggestions),
+            "act": self.act,
         }
 
 
@@ -155,8 +175,12 @@ class CallContext:
         self.suggestions: dict[str, dict[str, Any]] = {}
         # Orders named in the call but not the caller's: looked up once, kept (None: no such order).
         self._other_orders: dict[str, dict[str, Any] | None] = {}
-        self._order_mentions: list[str] = []
+        self._order_mentions: list[tuple[str, int]] = []  # (number, topic segment), oldest first
         self._customer_segments: list[str | None] = []
+        # The conversation's topic segments: a customer turn about a new kind of problem
+        # starts one, and facts (unresolved order numbers) stay in the segment they came in.
+        self._segment = 0
+        self._segment_family: str | None = None
 
     # --- records ---------------------------------------------------------------
 
@@ -253,6 +277,7 @@ class CallContext:
             entities=entities,
             topics=tuple(topic_rules.detect(text)) if is_customer else (),
             sentiment=score_text(text) if is_customer else None,
+            act=topic_rules.detect_act(text) if is_customer else "",
         )
         previous = self._segment_index(turn)
         if previous is not None:
@@ -269,13 +294,25 @@ class CallContext:
                 self.customer_scores.append(turn.sentiment.score if turn.sentiment else 0.0)
                 self.all_topics.append(turn.topics)
                 self._customer_segments.append(turn.segment_id)
+        if is_customer and previous is None:
+            self._follow_topic(turn)
         if entities:
             self.entities = self.entities.merge(entities)
             for number in entities.order_numbers:
-                if number in self._order_mentions:
-                    self._order_mentions.remove(number)
-                self._order_mentions.append(number)
+                self._order_mentions = [m for m in self._order_mentions if m[0] != number]
+                self._order_mentions.append((number, self._segment))
         return turn
+
+    def _follow_topic(self, turn: Turn) -> None:
+        own = [t for t in turn.topics if t.score >= 1.0 and t.name != "complaint"]
+        if not own:
+            return  # a follow-up stays on the topic
+        family = topic_rules.family(own[0].name)
+        if (self._segment_family is not None and family != self._segment_family) or (
+            _TOPIC_SHIFT.match(turn.text)
+        ):
+            self._segment += 1
+        self._segment_family = family
 
     def _segment_index(self, turn: Turn) -> int | None:
         if turn.segment_id is None:
@@ -307,23 +344,34 @@ class CallContext:
         turns = tuple(self.turns)
         n_customer = sum(1 for t in turns if t.speaker == "customer")
         recent_topics = self.all_topics[-n_customer:] if n_customer else []
+        customer_turns = [t for t in turns if t.speaker == "customer"]
+        latest = customer_turns[-1] if customer_turns else None
+        own_topics = tuple(t for t in latest.topics if t.score >= 1.0) if latest else ()
         ranked = tuple(topic_rules.combine(recent_topics))
+        if own_topics:
+            # The customer's latest request leads; earlier ones follow, weaker.
+            ranked = own_topics + tuple(t for t in ranked if t.name not in {o.name for o in own_topics})
         own = {o["order_id"]: o for o in self.orders}
-        mentioned: list[dict[str, Any]] = []
+        current: list[dict[str, Any]] = []
+        earlier: list[dict[str, Any]] = []
         unknown: list[str] = []
-        for number in reversed(self._order_mentions):
+        for k, (number, segment) in enumerate(reversed(self._order_mentions)):
             record = own.get(number) or self._other_orders.get(number)
             if record is not None:
-                mentioned.append(record)
-            elif number in self._other_orders:
+                (current if segment == self._segment else earlier).append(record)
+            elif k == 0 and number in self._other_orders and segment == self._segment:
+                # Only the number said last counts: a later one corrects it.
                 unknown.append(number)
-        focus, reason = self._focus(mentioned, ranked, turns)
-        customer_turns = [t for t in turns if t.speaker == "customer"]
+        focus, reason = self._focus(current, earlier, ranked, turns)
         hits: tuple[KnowledgeHit, ...] = ()
-        if knowledge is not None and customer_turns:
-            query = " ".join(t.text for t in customer_turns[-2:])
+        if knowledge is not None and latest is not None:
+            # The latest turn asks; the one before only helps a follow-up without a topic.
+            query = latest.text
+            if not own_topics and len(customer_turns) > 1:
+                query = f"{customer_turns[-2].text} {query}"
             tags = topic_rules.intent_tags(ranked[0].name) if ranked else ()
             hits = tuple(knowledge.search(query, k=KNOWLEDGE_HITS, tags=tags))
+        mentioned = current + earlier
         return ContextSnapshot(
             call_id=self.call_id,
             customer_id=self.customer_id,
@@ -346,14 +394,24 @@ class CallContext:
             sentiment_trend=trend(self.customer_scores),
             knowledge=hits,
             suggestions=tuple(dict(s) for s in self.suggestions.values()),
+            act=latest.act if latest else "",
+            turn_topics=own_topics,
         )
 
     def _focus(
-        self, mentioned: list[dict[str, Any]], ranked: tuple[Topic, ...], turns: tuple[Turn, ...]
+        self,
+        current: list[dict[str, Any]],
+        earlier: list[dict[str, Any]],
+        ranked: tuple[Topic, ...],
+        turns: tuple[Turn, ...],
     ) -> tuple[dict[str, Any] | None, str]:
-        if mentioned:
-            return mentioned[0], "mentioned"
-        if not self.orders:
+        if current:
+            return current[0], "mentioned"
+        intent = ranked[0].name if ranked else None
+        statuses = _ORDER_INTENTS.get(intent or "")
+        if intent in _NOT_ABOUT_ORDERS:
+            return None, ""
+        if not self.orders and not earlier:
             return None, ""
         said = {w for t in turns if t.speaker == "customer" for w in tokenize(t.text)}
         for order in self.orders:  # newest first
@@ -364,8 +422,9 @@ class CallContext:
             }
             if (names - _GENERIC_ITEM_WORDS) & said:
                 return order, "item"
-        intent = ranked[0].name if ranked else None
-        statuses = _ORDER_INTENTS.get(intent or "")
+        for order in earlier:  # named under an earlier topic: still the one, if it fits
+            if statuses is None or order.get("status") in statuses:
+                return order, "mentioned"
         if statuses:
             for status in statuses:
                 for order in self.orders:

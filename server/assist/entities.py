@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from server.assist.spoken import normalize_numbers
+from server.redaction import REDACTED_TOKEN
 
 ORDER_DIGITS = 5
 """Order numbers are exactly this many digits (see models.Order)."""
@@ -115,9 +116,14 @@ class Entities:
     emails: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
     dates: tuple[DateMention, ...] = field(default=())
+    redacted: tuple[str, ...] = ()
+    """What PII redaction took out ("card ending 4242", "security code", "SSN redacted"):
+    the agent can be told a card was given without the number."""
 
     def __bool__(self) -> bool:
-        return any((self.order_numbers, self.amounts, self.emails, self.phones, self.dates))
+        return any(
+            (self.order_numbers, self.amounts, self.emails, self.phones, self.dates, self.redacted)
+        )
 
     def merge(self, newer: Entities) -> Entities:
         """Both sets, without duplicates; a value mentioned again moves to the end."""
@@ -127,6 +133,7 @@ class Entities:
             emails=_merge(self.emails, newer.emails),
             phones=_merge(self.phones, newer.phones),
             dates=_merge(self.dates, newer.dates),
+            redacted=_merge(self.redacted, newer.redacted),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +143,7 @@ class Entities:
             "emails": list(self.emails),
             "phones": list(self.phones),
             "dates": [asdict(d) for d in self.dates],
+            "redacted": list(self.redacted),
         }
 
 
@@ -151,6 +159,9 @@ def _merge(old: tuple, new: tuple) -> tuple:
 def extract_entities(text: str, *, today: date | None = None) -> Entities:
     """Every entity in one turn of speech, in order of appearance."""
     today = today or datetime.now(UTC).date()
+    redacted = tuple(dict.fromkeys(m.group(1) for m in REDACTED_TOKEN.finditer(text)))
+    # The digits of "[card ending 4242]" are a label, not an order number or a phone.
+    text = REDACTED_TOKEN.sub(" ", text)
     raw = " ".join(text.lower().split())
     norm = normalize_numbers(text)
     return Entities(
@@ -159,6 +170,7 @@ def extract_entities(text: str, *, today: date | None = None) -> Entities:
         emails=_unique(emails(raw)),
         phones=_unique(phones(norm, raw)),
         dates=_unique(dates(norm, today)),
+        redacted=redacted,
     )
 
 

@@ -16,9 +16,18 @@ from typing import Any
 from server.assist import fmt
 from server.assist.context import ContextSnapshot
 from server.assist.knowledge import KnowledgeBase
-from server.assist.policy import REFUND_TIMELINE, PolicyCheck, check_policy
+from server.assist.policy import (
+    POLICY,
+    REFUND_TIMELINE,
+    WARRANTY_LABEL,
+    PolicyCheck,
+    check_policy,
+    return_window_days,
+)
 from server.assist.sentiment import NEGATIVE_AT
+from server.assist.topics import intent_label
 
+_P = POLICY
 KNOWLEDGE_MIN_SCORE = 2.0
 """Weaker matches are not worth an agent's attention."""
 
@@ -61,13 +70,45 @@ class _Case:
     def deadline(self) -> str:
         return fmt.day(self.check.deadline_ms)
 
+    @property
+    def window(self) -> int:
+        """This customer's return window in days (their tier's)."""
+        return return_window_days((self.snap.customer or {}).get("tier"))
+
 
 Playbook = Callable[[_Case], tuple[str, str]]
 """(reply body, action) for one intent; either may be empty."""
 
 
+NEEDS_HELP = frozenset({"question", "complaint", "closing", "small_talk", "statement"})
+"""Acts whose turn always gets a suggestion; only a plain "okay" / "yes" may go without."""
+
+
 def build_drafts(snap: ContextSnapshot, knowledge: KnowledgeBase | None = None) -> list[Draft]:
-    """The suggestions for this moment, reply first; repeats of shown ones are dropped."""
+    """The suggestions for this moment, reply first; repeats of shown ones are dropped.
+
+    Every turn that asks, complains, closes or tells something new gets at least one: when
+    the playbook's answer was already shown (a follow-up on the same topic), the knowledge
+    base answers the follow-up itself, and failing that the agent gets a next step.
+    """
+    act = snap.act
+    drafts: list[Draft] = []
+    if act == "closing":
+        drafts += _wrap_up(snap)
+    elif act == "small_talk" and not snap.turn_topics:
+        drafts.append(Draft("reply", _small_talk(snap), 0.6))
+    else:
+        drafts += _playbook(snap, knowledge)
+    drafts += _pii_notes(snap)
+    if act not in ("closing", "small_talk"):
+        drafts += _knowledge(snap)
+    out = _drop_repeats(drafts, snap)
+    if act in NEEDS_HELP and not out:
+        out = _drop_repeats(_follow_up(snap), snap)
+    return out
+
+
+def _playbook(snap: ContextSnapshot, knowledge: KnowledgeBase | None) -> list[Draft]:
     intent = playbook_intent(snap)
     if intent is None and (snap.focus_reason == "mentioned" or snap.unknown_order_numbers):
         intent = "order_status"  # an order number on its own: say what we know about it
@@ -80,7 +121,7 @@ def build_drafts(snap: ContextSnapshot, knowledge: KnowledgeBase | None = None) 
         )
         case = _Case(snap, intent, order, check, fmt.first_name(snap.customer))
         body, action = _PLAYBOOKS[intent](case)
-        opener = _order_opener(case)
+        opener = _order_opener(case) if intent in _ORDER_PLAYBOOKS else ""
         reply = " ".join(p for p in (empathy(snap), opener, body) if p)
         sources = _order_sources(order) + _article_sources(check.article_id, knowledge)
         confidence = _confidence(snap)
@@ -100,13 +141,104 @@ def build_drafts(snap: ContextSnapshot, knowledge: KnowledgeBase | None = None) 
         greeting = f"Thanks for calling, {case_name(snap)}. How can I help you today?"
         reply = " ".join(p for p in (empathy(snap), greeting) if p)
         drafts.append(Draft("reply", reply, 0.5))
+    return drafts
+
+
+def _knowledge(snap: ContextSnapshot) -> list[Draft]:
     for hit in snap.knowledge[:1]:
         if hit.score >= KNOWLEDGE_MIN_SCORE:
             confidence = round(0.4 + 0.55 * (1 - math.exp(-hit.score / 8)), 2)
-            drafts.append(
-                Draft("knowledge", f"{hit.title}: {hit.passage}", confidence, (hit.source(),))
-            )
-    return _drop_repeats(drafts, snap)
+            return [Draft("knowledge", f"{hit.title}: {hit.passage}", confidence, (hit.source(),))]
+    return []
+
+
+def _follow_up(snap: ContextSnapshot) -> list[Draft]:
+    """A turn on a topic already answered: the best passage not yet shown, else a next step."""
+    shown = {s.get("text") for s in snap.suggestions}
+    name = fmt.first_name(snap.customer)
+    you = f", {name}" if name else ""
+    for hit in snap.knowledge:
+        text = f"{hit.title}: {hit.passage}"
+        if text not in shown and hit.score >= KNOWLEDGE_MIN_SCORE / 2:
+            return [Draft("knowledge", text, 0.5, (hit.source(),))]
+    intent = playbook_intent(snap)
+    if snap.act == "complaint" or (snap.sentiment is not None and snap.sentiment.score <= NEGATIVE_AT):
+        text = f"I hear you{you}, and I'm sorry — I'll stay on this with you until it's sorted."
+    elif intent is not None:
+        label = intent_label(intent).lower()
+        text = f"Of course{you}. Is there anything else about the {label} I can check for you while I have it open?"
+    else:
+        text = f"I see{you}. Could you tell me a little more, so I can check the right thing for you?"
+    return [Draft("reply", text, 0.4)]
+
+
+def _wrap_up(snap: ContextSnapshot) -> list[Draft]:
+    name = fmt.first_name(snap.customer)
+    you = f", {name}" if name else ""
+    reply = f"You're welcome{you}! Before you go, is there anything else I can help you with today?"
+    topics = [t.label.lower() for t in snap.call_topics[:2] if t.name != "complaint"]
+    order = snap.focus_order or (snap.mentioned_orders[0] if snap.mentioned_orders else None)
+    recap = " and ".join(topics) if topics else "the call"
+    about = f" for order {order['order_id']}" if order and topics else ""
+    action = (
+        f"Wrap up: recap the next steps on {recap}{about}, mention the short satisfaction survey "
+        "that follows by email, and end the call — the summary is written for you when it ends."
+    )
+    return [Draft("reply", reply, 0.7), Draft("action", action, 0.65)]
+
+
+def _small_talk(snap: ContextSnapshot) -> str:
+    name = fmt.first_name(snap.customer)
+    you = f", {name}" if name else ""
+    return f"I'm doing well, thanks for asking{you}! How can I help you today?"
+
+
+def _pii_notes(snap: ContextSnapshot) -> list[Draft]:
+    """What the customer gave that redaction took out of the transcript, as an action."""
+    latest = next((t for t in reversed(snap.turns) if t.speaker == "customer"), None)
+    if latest is None or not latest.entities.redacted:
+        return []
+    kinds = set(latest.entities.redacted)
+    notes = []
+    cards = [k.removeprefix("card ending ") for k in kinds if k.startswith("card ending ")]
+    if cards or "card number" in kinds:
+        ending = f" (ending {cards[0]})" if cards else ""
+        notes.append(
+            f"The customer read out a card number{ending}; it was redacted from the transcript "
+            "and the recording. Never repeat it back or write it down — take any payment through "
+            "the secure payment link."
+        )
+    if "security code" in kinds:
+        notes.append("The card's security code was redacted: never take or note a CVV on a call.")
+    if "SSN redacted" in kinds:
+        notes.append(
+            "The customer said a Social Security number; it was redacted. We never need an SSN — "
+            "don't ask for it or note it."
+        )
+    drafts = [Draft("action", " ".join(notes), 0.8)]
+    if cards or "card number" in kinds:
+        name = fmt.first_name(snap.customer)
+        you = f", {name}" if name else ""
+        drafts.insert(
+            0,
+            Draft(
+                "reply",
+                f"Thank you{you}. For your security, please don't read out the rest of the card "
+                "details — I'll text you a secure payment link and you can enter them there.",
+                0.75,
+            ),
+        )
+    elif "SSN redacted" in kinds:
+        drafts.insert(
+            0,
+            Draft(
+                "reply",
+                "Thanks, but we don't need your Social Security number for this — and I've made "
+                "sure it isn't kept in our records.",
+                0.75,
+            ),
+        )
+    return drafts
 
 
 def playbook_intent(snap: ContextSnapshot) -> str | None:
@@ -217,22 +349,9 @@ def _verification(case: _Case) -> str:
 
 
 def _drop_repeats(drafts: list[Draft], snap: ContextSnapshot) -> list[Draft]:
+    """Nothing the agent was already shown: the same text, or the same article passage."""
     shown_text = {(s.get("kind"), s.get("text")) for s in snap.suggestions}
-    shown_articles = {
-        src.get("id")
-        for s in snap.suggestions[-4:]
-        if s.get("kind") == "knowledge"
-        for src in s.get("sources") or ()
-        if src.get("type") == "article"
-    }
-    out = []
-    for draft in drafts:
-        if (draft.kind, draft.text) in shown_text:
-            continue
-        if draft.kind == "knowledge" and any(s.get("id") in shown_articles for s in draft.sources):
-            continue
-        out.append(draft)
-    return out
+    return [d for d in drafts if (d.kind, d.text) not in shown_text]
 
 
 # --- the playbooks ---------------------------------------------------------------------
@@ -253,14 +372,14 @@ def _money_back(c: _Case, want: str) -> tuple[str, str]:
     status = order.get("status")
     if status in ("refunded", "returned"):
         return (
-            f"Good news: order {c.oid} has already been refunded ({c.amount}). It can take 5–7 "
+            f"Good news: order {c.oid} has already been refunded ({c.amount}). It can take {_P['refunds']['bank_business_days']} "
             "business days to show on your statement.",
             f"Confirm the refund reference on order {c.oid} and read it to the customer.",
         )
     if status == "cancelled":
         return (
             f"Order {c.oid} was cancelled, so you weren't charged for it; any pending authorisation "
-            "drops off within 3–5 business days.",
+            f"drops off within {_P['refunds']['authorisation_release_business_days']} business days.",
             "",
         )
     if status in ("placed", "processing"):
@@ -276,10 +395,9 @@ def _money_back(c: _Case, want: str) -> tuple[str, str]:
         )
     if check.eligible:
         lead = (
-            "you're within our 30-day return window, so I can refund the full " + c.amount
+            f"you're within your {c.window}-day return window, so I can refund the full {c.amount}"
             if want == "refund"
-            else "you're within our 30-day return window, so you can return it for a full refund of "
-            + c.amount
+            else f"you're within your {c.window}-day return window, so you can return it for a full refund of {c.amount}"
         )
         return (
             f"Since it was delivered {check.days_since_delivery} days ago, {lead}. I'll email you a prepaid "
@@ -288,8 +406,8 @@ def _money_back(c: _Case, want: str) -> tuple[str, str]:
             f"{c.amount} to the original payment method on receipt. Eligible until {c.deadline}.",
         )
     return (
-        f"It was delivered on {fmt.day(order.get('delivered_at'))}, which is past our 30-day return window. "
-        "If something is wrong with it, it's covered by our 1-year warranty and I can arrange a free replacement.",
+        f"It was delivered on {fmt.day(order.get('delivered_at'))}, which is past your {c.window}-day return window. "
+        f"If something is wrong with it, it's covered by our {WARRANTY_LABEL} warranty and I can arrange a free replacement.",
         f"Order {c.oid} is outside the return window: check for a defect and offer a warranty replacement.",
     )
 
@@ -298,16 +416,17 @@ def _warranty(c: _Case) -> tuple[str, str]:
     order, check = c.order, c.check
     if order is None:
         return ("Once I have it, I'll check your warranty coverage.", "")
-    if check.eligible and (check.days_since_delivery or 0) <= 30:
+    if check.eligible and (check.days_since_delivery or 0) <= c.window:
         return (
-            f"It was delivered {check.days_since_delivery} days ago, so you're still within our "
-            f"30-day return window and I can offer a full refund of {c.amount} or an exchange — whichever you prefer.",
+            f"It was delivered {check.days_since_delivery} days ago, so you're still within your "
+            f"{c.window}-day return window and I can offer a full refund of {c.amount} or an exchange — whichever you prefer.",
             f"Offer refund or exchange for order {c.oid} ({c.item}); log the fault description.",
         )
     if check.eligible:
         return (
-            f"Good news: it's covered by our 1-year warranty until {c.deadline}. I can send you a free "
-            "replacement — it ships within 2 business days of approval, with a prepaid label to send the faulty one back.",
+            f"Good news: it's covered by our {WARRANTY_LABEL} warranty until {c.deadline}. I can send you a free "
+            f"replacement — it ships within {_P['warranty']['replacement_ships_business_days']} business days of approval, "
+            "with a prepaid label to send the faulty one back.",
             f"Open a warranty claim for order {c.oid} ({c.item}): record the fault, ask for a photo or video, "
             "approve the replacement.",
         )
@@ -317,7 +436,7 @@ def _warranty(c: _Case) -> tuple[str, str]:
             "",
         )
     return (
-        f"It was delivered on {fmt.day(order.get('delivered_at'))}, so unfortunately it's outside the 1-year "
+        f"It was delivered on {fmt.day(order.get('delivered_at'))}, so unfortunately it's outside the {WARRANTY_LABEL} "
         "warranty. I can check repair options or a discount on a replacement for you.",
         f"Order {c.oid} is out of warranty: check for an extended protection plan before offering alternatives.",
     )
@@ -347,7 +466,7 @@ def _delivery(c: _Case) -> tuple[str, str]:
     track = f" The tracking number is {tracking}." if tracking else ""
     if status in ("placed", "processing"):
         return (
-            "It's being prepared and should ship within 1 business day; you'll get the tracking number "
+            f"It's being prepared and should ship within {_P['shipping']['ships_within_business_days']} business day; you'll get the tracking number "
             "by email as soon as it does.",
             "",
         )
@@ -368,9 +487,9 @@ def _delivery(c: _Case) -> tuple[str, str]:
     if status == "shipped" and check.eligible:
         return (
             f"It shipped with {carrier} on {fmt.day(order.get('shipped_at'))} and was expected on {c.deadline}. "
-            f"I'm opening a trace with {carrier} now and I'll update you within 1 business day.{track}",
+            f"I'm opening a trace with {carrier} now and I'll update you within {_P['shipping']['trace_update_business_days']} business day.{track}",
             f"Open a carrier trace for order {c.oid} ({carrier} {tracking or ''}); follow up with the customer "
-            "within 1 business day.",
+            f"within {_P['shipping']['trace_update_business_days']} business day.",
         )
     if status == "shipped":
         return (
@@ -388,13 +507,13 @@ def _cancellation(c: _Case) -> tuple[str, str]:
     if check.eligible:
         return (
             f"It hasn't shipped yet, so I can cancel it free of charge right now. The {c.amount} authorisation "
-            "is released immediately and drops off your statement within 3–5 business days.",
+            f"is released immediately and drops off your statement within {_P['refunds']['authorisation_release_business_days']} business days.",
             f"Cancel order {c.oid} and confirm the {c.amount} authorisation release to the customer.",
         )
     if order.get("status") == "shipped":
         return (
             f"It has already shipped with {order.get('carrier') or 'the carrier'}, so I can't cancel it, but you "
-            "can refuse the delivery or return it within 30 days for a full refund.",
+            f"can refuse the delivery or return it within {c.window} days of delivery for a full refund.",
             f"Note on order {c.oid}: customer will refuse delivery; refund {c.amount} when it's back.",
         )
     return (f"Order {c.oid} is {order.get('status')}, so there's nothing left to cancel.", "")
@@ -424,8 +543,8 @@ def _address(c: _Case) -> tuple[str, str]:
             )
         return (
             f"It has already shipped with {carrier}, but I can request a redirect to your new address — "
-            "there's a $5 carrier fee, and it has to stay within the same country.",
-            f"Request a {carrier} redirect for order {c.oid} ($5 fee) after confirming the new address.",
+            f"there's a {fmt.money(_P['address']['redirect_fee'], 'USD')} carrier fee, and it has to stay within the same country.",
+            f"Request a {carrier} redirect for order {c.oid} ({fmt.money(_P['address']['redirect_fee'], 'USD')} fee) after confirming the new address.",
         )
     return (
         f"Order {c.oid} was already delivered to {current}; I can update your account address for future orders.",
@@ -449,7 +568,7 @@ def _billing(c: _Case) -> tuple[str, str]:
     order_ref = f" on order {c.oid}" if c.order else ""
     return (
         f"Let me look at the charges{amount}.{ref} Often one of them is a pending authorisation that drops off "
-        "within 3–5 business days; if both have posted, I'll refund the duplicate right away and give you the reference.",
+        f"within {_P['refunds']['authorisation_release_business_days']} business days; if both have posted, I'll refund the duplicate right away and give you the reference.",
         f"Check whether both charges{order_ref} have posted; if so refund the duplicate{amount}"
         + (
             f" and update ticket {ticket['ticket_id']}."
@@ -468,21 +587,96 @@ def _complaint(c: _Case) -> tuple[str, str]:
     )
     return (
         f"{look} If you'd still like to speak to a supervisor, I'll arrange a call back "
-        "from a team lead within 4 business hours.",
+        f"from a team lead within {_P['escalation']['callback_business_hours']} business hours.",
         f"Open a high-priority escalation ticket{order} with a short case summary; a goodwill credit of up to "
-        "$20 is at your discretion.",
+        f"{fmt.money(_P['escalation']['goodwill_credit_max'], 'USD')} is at your discretion.",
     )
 
 
 def _account(c: _Case) -> tuple[str, str]:
     return (
         "I can help with that. For security I'll send a password reset link to the email on your account — "
-        "it's valid for 30 minutes.",
+        f"it's valid for {_P['account']['reset_link_minutes']} minutes.",
         "Verify identity (phone on file plus two recent order numbers) before changing the account email.",
     )
 
 
+def _subscription(c: _Case) -> tuple[str, str]:
+    return (
+        "I can cancel your subscription right now. It stays active until the end of the period "
+        "you've already paid for, and you won't be charged again — I'll email you the confirmation.",
+        "Cancel the subscription on the customer's account (not an order): confirm the last billing "
+        "date and send the cancellation confirmation by email.",
+    )
+
+
+def _payment(c: _Case) -> tuple[str, str]:
+    hours = _P["payments"]["declined_hold_hours"]
+    return (
+        f"No problem — when a payment is declined, we hold the order for {hours} hours so you can "
+        "update the card. I'll text you a secure link to enter the new card details; please don't "
+        "read them out on the call.",
+        f"Send the secure payment link; the order stays in placed status for {hours} hours. "
+        "Never take a full card number or security code by voice.",
+    )
+
+
+def _price_adjustment(c: _Case) -> tuple[str, str]:
+    days = _P["billing"]["price_drop_days"]
+    if c.order is None:
+        return (
+            f"If the price dropped within {days} days of your purchase, I can refund the difference — "
+            "which order was it?",
+            "",
+        )
+    placed = fmt.day(c.order.get("created_at"))
+    return (
+        f"You bought the {c.item} on {placed}. If the price dropped within {days} days of that, "
+        "I'll refund the difference to your original payment method within "
+        f"{_P['refunds']['issue_business_days']} business days.",
+        f"Check the price history of the {c.item} for order {c.oid}: if it dropped within {days} days "
+        "of purchase (not a clearance or flash sale), refund the difference once.",
+    )
+
+
+def _loyalty(c: _Case) -> tuple[str, str]:
+    tier = str((c.snap.customer or {}).get("tier") or "standard").lower()
+    perks = list(_P["loyalty"]["benefits"].get(tier, []))
+    name = f", {c.name}" if c.name else ""
+    if not perks:
+        return (
+            f"You're on our Standard tier{name}. Spend over $500 in 12 months and you move up to Silver, "
+            "with free Express upgrades twice a year.",
+            "",
+        )
+    listed = ", ".join(perks[:-1]) + (" and " if len(perks) > 1 else "") + perks[-1]
+    return (f"As a {tier.capitalize()} member{name}, you get {listed}.", "")
+
+
+def _gift_card(c: _Case) -> tuple[str, str]:
+    return (
+        "Gift cards never expire, and a lost one can be replaced if you have the purchase receipt or "
+        "the card number — do you have either of those?",
+        "Replace the lost gift card once the receipt or the card number is confirmed.",
+    )
+
+
+def _international(c: _Case) -> tuple[str, str]:
+    return (
+        f"International delivery takes {_P['shipping']['international_business_days']} business days, "
+        "and customs can add a few more. Import duties and taxes are paid at delivery unless the order "
+        "is placed with duties prepaid.",
+        "",
+    )
+
+
 _PLAYBOOKS: dict[str, Playbook] = {
+    "subscription": _subscription,
+    "payment": _payment,
+    "price_adjustment": _price_adjustment,
+    "loyalty": _loyalty,
+    "gift_card": _gift_card,
+    "international": _international,
     "refund": _refund,
     "return": _return,
     "warranty": _warranty,
@@ -496,3 +690,19 @@ _PLAYBOOKS: dict[str, Playbook] = {
     "account": _account,
 }
 _POLICY_TOPIC = {"order_status": "shipping_delay"}
+_ORDER_PLAYBOOKS = frozenset(
+    {
+        "refund",
+        "return",
+        "warranty",
+        "damaged_item",
+        "order_status",
+        "shipping_delay",
+        "cancellation",
+        "address_change",
+        "billing",
+        "complaint",
+        "price_adjustment",
+    }
+)
+"""Playbooks about one order: their reply opens with it, or asks which one it is."""

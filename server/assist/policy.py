@@ -1,27 +1,34 @@
 """Policy rules applied to a real order: return window, warranty, cancellation, address.
 
-The numbers mirror the knowledge articles (knowledge/*.md): the articles are what agents
-read and cite, these functions are what lets a suggestion say "eligible until April 2"
-for this customer's order. Both the local playbooks and the OpenAI `check_policy` tool
-use them.
+The numbers live in data/policy.toml, the one source of truth: these functions apply
+them to an order ("eligible until April 2" for this customer's tier), the playbooks
+quote them, and a test checks the knowledge articles (knowledge/*.md) against them.
+Both the local playbooks and the OpenAI `check_policy` tool use this module.
 """
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from server.assist import fmt
 
+POLICY_FILE = Path(__file__).parent / "data" / "policy.toml"
+POLICY: dict[str, Any] = tomllib.loads(POLICY_FILE.read_text())
+
 DAY_MS = 86_400_000
-RETURN_WINDOW_DAYS = 30
-PLATINUM_RETURN_WINDOW_DAYS = 60
-WARRANTY_DAYS = 365
-LOST_AFTER_DAYS = 5
-"""Business-day-ish grace after the estimated delivery before a package counts as lost."""
+RETURN_WINDOW_DAYS: int = POLICY["returns"]["window_days"]
+WINDOW_BY_TIER: dict[str, int] = dict(POLICY["returns"].get("window_days_by_tier", {}))
+WARRANTY_DAYS: int = POLICY["warranty"]["days"]
+WARRANTY_LABEL: str = POLICY["warranty"]["label"]
+LOST_AFTER_DAYS: int = POLICY["shipping"]["lost_after_days"]
+"""Days after the estimated delivery before a package counts as lost."""
 REFUND_TIMELINE = (
-    "issued within 2 business days of the item arriving back with us, then usually "
-    "takes 5–7 business days to show on your statement"
+    f"issued within {POLICY['refunds']['issue_business_days']} business days of the item "
+    f"arriving back with us, then usually takes {POLICY['refunds']['bank_business_days']} "
+    "business days to show on your statement"
 )
 ARTICLES = {
     "return": "return-policy",
@@ -56,7 +63,13 @@ class PolicyCheck:
 
 
 def return_window_days(tier: str | None) -> int:
-    return PLATINUM_RETURN_WINDOW_DAYS if (tier or "").lower() == "platinum" else RETURN_WINDOW_DAYS
+    """The customer's return window: their tier's, else the standard one."""
+    return int(WINDOW_BY_TIER.get((tier or "").lower(), RETURN_WINDOW_DAYS))
+
+
+def policy(section: str, key: str) -> Any:
+    """One number or phrase of data/policy.toml, e.g. policy("refunds", "bank_business_days")."""
+    return POLICY[section][key]
 
 
 def check_policy(
@@ -117,7 +130,7 @@ def check_policy(
             topic,
             False,
             f"delivered {since} days ago, past the {window}-day return window"
-            " (a defect is covered by the 1-year warranty)",
+            f" (a defect is covered by the {WARRANTY_LABEL} warranty)",
             deadline,
             since,
             article,
@@ -128,11 +141,12 @@ def check_policy(
                 topic, None, f"order {oid} has not been delivered", None, since, article
             )
         deadline = delivered + WARRANTY_DAYS * DAY_MS
-        if since is not None and since <= RETURN_WINDOW_DAYS:
+        window = return_window_days(tier)
+        if since is not None and since <= window:
             return PolicyCheck(
                 topic,
                 True,
-                f"delivered {since} days ago: still inside the 30-day return window,"
+                f"delivered {since} days ago: still inside the {window}-day return window,"
                 " so a refund or exchange is simplest",
                 deadline,
                 since,
@@ -142,7 +156,7 @@ def check_policy(
             return PolicyCheck(
                 topic,
                 True,
-                f"delivered {since} days ago, covered by the 1-year warranty",
+                f"delivered {since} days ago, covered by the {WARRANTY_LABEL} warranty",
                 deadline,
                 since,
                 article,
@@ -150,7 +164,7 @@ def check_policy(
         return PolicyCheck(
             topic,
             False,
-            f"delivered {since} days ago, past the 1-year warranty",
+            f"delivered {since} days ago, past the {WARRANTY_LABEL} warranty",
             deadline,
             since,
             article,

@@ -8,157 +8,25 @@ leads but earlier context still counts ("it's broken" ... "can I get my money ba
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+INTENTS_FILE = Path(__file__).parent / "data" / "intents.toml"
+_DATA = tomllib.loads(INTENTS_FILE.read_text())
 # intent: (human label, knowledge tags, [(pattern, weight), ...])
 _INTENTS: dict[str, tuple[str, tuple[str, ...], list[tuple[str, float]]]] = {
-    "refund": (
-        "Refund request",
-        ("refund",),
-        [
-            (r"\brefund(s|ed|ing)?\b", 2.0),
-            (r"\bmoney back\b", 2.0),
-            (r"\breimburse", 1.8),
-            (r"\bcredit (it )?back\b", 1.2),
-            (r"\bpay(ing)? me back\b", 1.5),
-        ],
-    ),
-    "return": (
-        "Return",
-        ("return",),
-        [
-            (r"\breturn(s|ed|ing)?\b", 1.6),
-            (r"\bsend (it|them) back\b", 1.8),
-            (r"\bsend back\b", 1.6),
-            (r"\bexchange\b", 1.4),
-            (r"\bdoesn'?t fit\b", 1.2),
-            (r"\bwrong (size|colou?r|item)\b", 1.4),
-            (r"\breturn label\b", 1.0),
-        ],
-    ),
-    "order_status": (
-        "Order status",
-        ("shipping", "tracking"),
-        [
-            (r"\bwhere(?:'s| is) (my |the )?(order|package|parcel|delivery)\b", 2.2),
-            (r"\border status\b", 2.0),
-            (r"\bstatus of (my|the) order\b", 2.0),
-            (r"\btrack(ing)?\b", 1.4),
-            (r"\bwhen will (it|my order|they) (arrive|come|ship)\b", 2.0),
-            (r"\bhas (it|my order) shipped\b", 1.8),
-            (r"\bcheck (on )?(my|an|the) order\b", 1.5),
-        ],
-    ),
-    "shipping_delay": (
-        "Shipping delay",
-        ("shipping", "delay"),
-        [
-            (
-                r"\b(hasn'?t|has not|didn'?t|did not|never|still (hasn'?t|has not|not)) (arrived|come|shown up|been delivered)\b",
-                2.4,
-            ),
-            (r"\bnot (arrived|received|delivered)( yet)?\b", 2.2),
-            (r"\bstill waiting\b", 1.8),
-            (r"\b(late|delayed|delay)\b", 1.6),
-            (r"\blost (package|parcel|order)\b", 2.2),
-            (r"\b(package|parcel|order) (is )?(lost|stuck|missing)\b", 2.2),
-            (r"\bsupposed to (arrive|be here|come)\b", 1.8),
-            (r"\bdidn'?t get (it|my order|the package)\b", 2.0),
-        ],
-    ),
-    "address_change": (
-        "Address change",
-        ("address",),
-        [
-            (r"\bchange (my|the|of) (shipping |delivery )?address\b", 2.6),
-            (r"\b(new|wrong|different) (shipping |delivery )?address\b", 2.2),
-            (r"\bupdate (my|the) (shipping |delivery )?address\b", 2.4),
-            (r"\bi (just )?moved\b", 1.8),
-            (r"\bship (it )?to (a )?different\b", 2.0),
-            (r"\baddress\b", 0.8),
-        ],
-    ),
-    "warranty": (
-        "Warranty claim",
-        ("warranty",),
-        [
-            (r"\bwarrant(y|ies)\b", 2.6),
-            (r"\bguarantee\b", 1.4),
-            (r"\b(stopped|quit|stops) working\b", 2.0),
-            (
-                r"\b(doesn'?t|does not|won'?t|isn'?t) (work|working|turn on|charge|connect|pair)\b",
-                1.8,
-            ),
-            (r"\bnot working\b", 1.8),
-            (r"\b(defective|faulty|malfunction\w*)\b", 1.8),
-            (r"\bbroke(n)?\b", 1.2),
-            (r"\brepair(ed)?\b", 1.6),
-            (r"\breplacement\b", 1.2),
-        ],
-    ),
-    "damaged_item": (
-        "Damaged item",
-        ("damaged", "return"),
-        [
-            (r"\b(arrived|came) (damaged|broken|cracked|smashed)\b", 2.6),
-            (r"\b(damaged|cracked|smashed|dented|shattered)\b", 1.8),
-            (r"\bbox was\b", 0.6),
-        ],
-    ),
-    "cancellation": (
-        "Cancellation",
-        ("cancellation",),
-        [
-            (r"\bcancel(l?ed|l?ing|lation)?\b", 2.4),
-            (r"\bdon'?t want (it|this|them) anymore\b", 1.6),
-            (r"\bstop (my|the) order\b", 1.8),
-            (r"\bchanged my mind\b", 1.4),
-        ],
-    ),
-    "billing": (
-        "Billing question",
-        ("billing",),
-        [
-            (r"\b(charged|billed) (me )?(twice|two times|double)\b", 2.8),
-            (r"\bdouble(-| )?charged\b", 2.8),
-            (r"\bovercharged\b", 2.4),
-            (r"\b(charge|charges)\b", 1.2),
-            (r"\b(bill|billing|invoice)\b", 1.6),
-            (r"\b(credit card|card statement|statement|payment)\b", 1.0),
-            (r"\bchargeback\b", 2.0),
-            (r"\bpromo(tion)? code|coupon|discount\b", 1.0),
-        ],
-    ),
-    "complaint": (
-        "Complaint",
-        ("complaint", "escalation"),
-        [
-            (r"\bcomplain(t|ts|ing)?\b", 2.2),
-            (r"\b(manager|supervisor)\b", 2.2),
-            (r"\bunacceptable|ridiculous|outrageous\b", 1.8),
-            (r"\b(terrible|awful|horrible|worst) (service|experience|company)\b", 2.2),
-            (r"\b(third|fourth|fifth) time\b", 1.6),
-            (r"\bescalate\b", 2.0),
-            (r"\bnobody (helps|helped|called)\b", 1.6),
-            (r"\brude\b", 1.6),
-        ],
-    ),
-    "account": (
-        "Account access",
-        ("account",),
-        [
-            (r"\bpassword\b", 2.2),
-            (r"\b(log|sign) ?in\b", 1.4),
-            (r"\baccount (is )?(locked|hacked)\b", 2.4),
-            (r"\breset\b", 1.0),
-            (r"\b(email|phone number) on (my|the) account\b", 1.6),
-        ],
-    ),
+    name: (spec["label"], tuple(spec["tags"]), [(p, float(w)) for p, w in spec["cues"]])
+    for name, spec in _DATA["intents"].items()
 }
 _COMPILED = {
     name: [(re.compile(p, re.IGNORECASE), w) for p, w in cues]
     for name, (_, _, cues) in _INTENTS.items()
+}
+_ACTS = {
+    name: [(re.compile(p, re.IGNORECASE), float(w)) for p, w in spec["cues"]]
+    for name, spec in _DATA["acts"].items()
 }
 _DECAY = 0.5
 _MIN_SCORE = 1.0
@@ -191,6 +59,24 @@ def intent_label(name: str) -> str:
     return _INTENTS[name][0] if name in _INTENTS else name.replace("_", " ").capitalize()
 
 
+_FAMILIES = {
+    "refund": "item",
+    "return": "item",
+    "damaged_item": "item",
+    "warranty": "item",
+    "order_status": "delivery",
+    "shipping_delay": "delivery",
+    "billing": "billing",
+    "payment": "billing",
+    "price_adjustment": "billing",
+}
+
+
+def family(name: str) -> str:
+    """Intents about the same problem ("it's broken" … "can I get my money back?") share one."""
+    return _FAMILIES.get(name, name)
+
+
 def intent_tags(name: str) -> tuple[str, ...]:
     """Knowledge-article tags that answer this intent."""
     return _INTENTS[name][1] if name in _INTENTS else ()
@@ -210,6 +96,40 @@ def detect(text: str) -> list[Topic]:
         if score:
             found.append(Topic(name, round(score, 2), tuple(matched)))
     return sorted(found, key=lambda t: t.score, reverse=True)
+
+
+ACT_MIN_SCORE = 1.0
+ACK_MAX_WORDS = 5
+"""A short turn with no topic and no question ("okay", "yes, that's right") needs no help."""
+
+
+def detect_act(text: str) -> str:
+    """What a customer turn does: closing | small_talk | question | complaint | statement | ack.
+
+    Closing wins over the rest ("thanks, that's all"); a question or request beats small
+    talk ("hi, how are you? I have a question about my order" asks).
+    """
+    text = " ".join(text.split())
+    scores = {
+        name: sum(w for pattern, w in cues if pattern.search(text)) for name, cues in _ACTS.items()
+    }
+    topics = detect(text)
+    substantive = [t for t in topics if t.score >= _MIN_SCORE]
+    if scores.get("closing", 0) >= ACT_MIN_SCORE + 0.4 or (
+        scores.get("closing", 0) >= ACT_MIN_SCORE and not substantive
+    ):
+        return "closing"
+    if any(t.name == "complaint" for t in substantive):
+        return "complaint"
+    if scores.get("small_talk", 0) >= 2 * ACT_MIN_SCORE and not substantive:
+        return "small_talk"
+    if scores.get("question", 0) >= ACT_MIN_SCORE or substantive:
+        return "question"
+    if scores.get("small_talk", 0) >= ACT_MIN_SCORE:
+        return "small_talk"
+    if len(text.split()) <= ACK_MAX_WORDS:
+        return "ack"
+    return "statement"
 
 
 def combine(turns: Sequence[Iterable[Topic]], *, decay: float = _DECAY) -> list[Topic]:
