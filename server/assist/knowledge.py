@@ -1,209 +1,69 @@
-"""Knowledge-base retrieval: Okapi BM25 over the articles, in memory, refreshable.
+"""Knowledge-base retrieval: BM25 (`bm25s`) over the articles, in memory, refreshable.
 
-Title and tags are repeated into the indexed text so they weigh more than the body;
-a light suffix stemmer and a few call-center synonyms ("money back" → refund) let
-spoken questions meet written articles. Building the index runs in a thread (a large
-knowledge base takes a while); searching is a few dictionary lookups and stays on the
-loop. `refresh()` swaps in a whole new index, so searches never see a half-built one.
+Words are stemmed with Snowball (`PyStemmer`) and stop words are bm25s's English list
+plus a few fillers of speech (data/retrieval.toml). Title and tags are repeated into the
+indexed text so they weigh more than the body; a few call-center synonyms ("money back"
+→ refund) let spoken questions meet written articles. Building the index runs in a
+thread; searching scores every article with one sparse lookup and stays on the loop
+(~0.1 ms for 20 articles). `refresh()` swaps in a whole new index, so searches never see
+a half-built one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
-from collections import Counter
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import bm25s
+import numpy as np
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 from sqlmodel import func, select
 
 if TYPE_CHECKING:
     from server.store import Store
 
-_K1 = 1.2
-_B = 0.75
-_TITLE_BONUS = 1.5
-"""A query term in the title adds this many times its idf (BM25F-style field weight)."""
-_TAG_BONUS = 1.0
-_PRIMARY_TAG_BOOST = 0.5
-_TAG_BOOST = 0.2
-"""Score multipliers when an article's first (primary) tag, or another tag, is requested."""
-
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "he",
-        "her",
-        "his",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "she",
-        "so",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "can",
-        "could",
-        "do",
-        "does",
-        "did",
-        "just",
-        "am",
-        "been",
-        "being",
-        "about",
-        "hi",
-        "hello",
-        "okay",
-        "ok",
-        "yes",
-        "yeah",
-        "um",
-        "uh",
-        "please",
-        "want",
-        "need",
-        "get",
-        "got",
-        "know",
-        "thing",
-        "back",
-        "like",
-        "also",
-        "still",
-        "really",
-        "very",
-        "much",
-        "i'd",
-        "i'm",
-        "i've",
-        "i'll",
-        "it's",
-        "that's",
-        "don't",
-        "zero",
-        "oh",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "hundred",
-        "thousand",
-    ]
-)
-_SYNONYMS = {
-    "money back": "refund",
-    "send back": "return",
-    "send it back": "return",
-    "charged twice": "duplicate charge billing",
-    "double charged": "duplicate charge billing",
-    "stopped working": "defective warranty",
-    "doesn't work": "defective warranty",
-    "not working": "defective warranty",
-    "broken": "defective warranty",
-    "moved": "address change",
-    "where is my order": "order status tracking",
-    "hasn't arrived": "delivery delay",
-    "not arrived": "delivery delay",
-    "late": "delay",
-    "manager": "escalation complaint",
-    "supervisor": "escalation complaint",
-}
+_DATA = tomllib.loads((Path(__file__).parent / "data" / "retrieval.toml").read_text())
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS) | frozenset(_DATA["fillers"])
+_SYNONYMS: dict[str, str] = dict(_DATA["synonyms"])
+_TITLE_REPEAT = 2
+"""The title counts this many times in an article's text (a field weight, BM25F-style)."""
+_PRIMARY_TAG_BONUS = 1.0
+_TAG_BONUS = 0.3
+"""Added to an article's score when its first (primary) tag, or another tag, is requested:
+about the score of a title word (BM25 scores here run 0–15)."""
+MIN_SCORE = 0.0
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_STEMMER = Stemmer.Stemmer("english")
 
 
 def stem(word: str) -> str:
-    """A light English suffix stripper: returns/returned/returning → return."""
-    w = word.lower().replace("'s", "").replace("'", "")
-    if len(w) <= 3:
-        return w
-    for suffix, repl, min_len in (
-        ("ies", "y", 4),
-        ("sses", "ss", 5),
-        ("ation", "", 7),
-        ("ments", "", 7),
-        ("ment", "", 6),
-        ("ing", "", 5),
-        ("ed", "", 4),
-        ("ly", "", 5),
-        ("es", "", 5),
-        ("s", "", 4),
-    ):
-        if w.endswith(suffix) and len(w) >= min_len and not w.endswith(("ss", "us", "is")):
-            w = w[: len(w) - len(suffix)] + repl
-            break
-    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":
-        w = w[:-1]  # shipp → ship
-    if len(w) > 4 and w.endswith("ll"):
-        w = w[:-1]  # cancell → cancel
-    if len(w) > 4 and w.endswith("e"):
-        w = w[:-1]  # charge → charg, matches charged
-    return w
+    """Snowball English: returns/returned/returning → return."""
+    return str(_STEMMER.stemWord(word.lower().replace("'s", "").replace("'", "")))
 
 
 def tokenize(text: str) -> list[str]:
-    return [stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return list(_STEMMER.stemWords([w.replace("'", "") for w in words]))
 
 
 def _tag_terms(tags: Iterable[str]) -> list[str]:
-    return [stem(part) for tag in tags for part in re.split(r"[-_ ]", tag) if part]
+    return tokenize(" ".join(part for tag in tags for part in re.split(r"[-_ ]", tag) if part))
+
+
+def _synonyms(text: str) -> str:
+    """The articles' words for what the caller said ("money back" → refund)."""
+    low = " ".join(text.lower().split())
+    return " ".join(value for phrase, value in _SYNONYMS.items() if phrase in low)
 
 
 def expand_query(text: str) -> str:
-    low = " ".join(text.lower().split())
-    extra = [value for phrase, value in _SYNONYMS.items() if phrase in low]
-    return " ".join([low, *extra])
+    return f"{text} {_synonyms(text)}".strip()
 
 
 @dataclass(frozen=True)
@@ -239,26 +99,29 @@ class KnowledgeHit:
 @dataclass
 class _Index:
     docs: list[ArticleDoc] = field(default_factory=list)
-    postings: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    lengths: list[int] = field(default_factory=list)
-    titles: list[frozenset[str]] = field(default_factory=list)
-    tags: list[frozenset[str]] = field(default_factory=list)
-    avg_len: float = 1.0
+    bm25: Any = None
+    vocab: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, docs: Sequence[ArticleDoc]) -> _Index:
         index = cls(docs=list(docs))
-        for n, doc in enumerate(index.docs):
-            title = tokenize(doc.title)
-            tags = _tag_terms(doc.tags)
-            terms = tokenize(doc.body) + title + tags
-            index.lengths.append(len(terms))
-            index.titles.append(frozenset(title))
-            index.tags.append(frozenset(tags))
-            for term, tf in Counter(terms).items():
-                index.postings.setdefault(term, []).append((n, tf))
-        index.avg_len = (sum(index.lengths) / len(index.lengths)) if index.lengths else 1.0
+        if not index.docs:
+            return index
+        corpus = [
+            tokenize(" ".join([doc.title] * _TITLE_REPEAT + [doc.body]))
+            + _tag_terms(doc.tags)
+            for doc in index.docs
+        ]
+        index.bm25 = bm25s.BM25()
+        index.bm25.index(corpus, show_progress=False)
+        index.vocab = frozenset(index.bm25.vocab_dict)
         return index
+
+    def scores(self, terms: list[str]) -> np.ndarray:
+        known = [t for t in terms if t in self.vocab]
+        if self.bm25 is None or not known:
+            return np.zeros(len(self.docs))
+        return np.asarray(self.bm25.get_scores(known))
 
 
 class KnowledgeBase:
@@ -312,35 +175,25 @@ class KnowledgeBase:
         return True
 
     def search(
-        self, query: str, *, k: int = 3, tags: Iterable[str] = (), min_score: float = 0.5
+        self, query: str, *, k: int = 3, tags: Iterable[str] = (), min_score: float = MIN_SCORE
     ) -> list[KnowledgeHit]:
         """The best `k` articles for `query`; articles carrying any of `tags` rank higher."""
         index = self._index
         wanted = set(tags)
-        terms = tokenize(expand_query(query)) + _tag_terms(wanted)
-        if not terms or not index.docs:
+        said = tokenize(query)
+        terms = said + tokenize(_synonyms(query)) * 2 + _tag_terms(wanted)
+        if not said or not index.docs:
             return []
-        n_docs = len(index.docs)
-        scores: dict[int, float] = {}
-        for term in set(terms):
-            postings = index.postings.get(term)
-            if not postings:
-                continue
-            idf = math.log(1 + (n_docs - len(postings) + 0.5) / (len(postings) + 0.5))
-            for n, tf in postings:
-                norm = (
-                    tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * index.lengths[n] / index.avg_len))
-                )
-                bonus = _TITLE_BONUS * (term in index.titles[n]) + _TAG_BONUS * (
-                    term in index.tags[n]
-                )
-                scores[n] = scores.get(n, 0.0) + idf * (norm + bonus)
+        scores = index.scores(terms)
         hits = []
-        for doc_n, score in scores.items():
-            doc = index.docs[doc_n]
+        for doc_n, doc in enumerate(index.docs):
+            score = float(scores[doc_n])
+            if score <= 0:
+                continue
+            # The intent behind the question is a strong hint: its articles go first.
             if doc.tags and doc.tags[0] in wanted:
-                score *= 1 + _PRIMARY_TAG_BOOST
-            score *= 1 + _TAG_BOOST * len(wanted.intersection(doc.tags[1:]))
+                score += _PRIMARY_TAG_BONUS
+            score += _TAG_BONUS * len(wanted.intersection(doc.tags[1:]))
             if score >= min_score:
                 hits.append((score, doc))
         hits.sort(key=lambda pair: (-pair[0], pair[1].id))

@@ -28,7 +28,7 @@ from server.assist.sentiment import NEGATIVE_AT
 from server.assist.topics import intent_label
 
 _P = POLICY
-KNOWLEDGE_MIN_SCORE = 2.0
+KNOWLEDGE_MIN_SCORE = 1.0
 """Weaker matches are not worth an agent's attention."""
 
 
@@ -147,7 +147,7 @@ def _playbook(snap: ContextSnapshot, knowledge: KnowledgeBase | None) -> list[Dr
 def _knowledge(snap: ContextSnapshot) -> list[Draft]:
     for hit in snap.knowledge[:1]:
         if hit.score >= KNOWLEDGE_MIN_SCORE:
-            confidence = round(0.4 + 0.55 * (1 - math.exp(-hit.score / 8)), 2)
+            confidence = round(0.4 + 0.55 * (1 - math.exp(-hit.score / 6)), 2)
             return [Draft("knowledge", f"{hit.title}: {hit.passage}", confidence, (hit.source(),))]
     return []
 
