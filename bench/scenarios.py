@@ -206,13 +206,8 @@ def judge(turn: dict[str, Any], result: TurnResult) -> None:
         if str(needle).lower() in text:
             result.stale.append(str(needle))
             result.problems.append(f"stale {needle!r}")
-    # Redaction: the PII is gone from what was published; order numbers and amounts stay.
-    heard = _squash(result.heard)
-    for digits in turn.get("pii", []):
-        result.pii_total += 1
-        if str(digits) in heard or str(digits) in _squash(text):
-            result.pii_leaked += 1
-            result.problems.append(f"PII {digits} not redacted")
+    result.pii_total += len(turn.get("pii", []))
+    judge_pii(turn, result)
     raw = extract_entities(result.said)
     after = extract_entities(result.heard)
     kept = [*raw.order_numbers, *(f"{a.value:.2f}" for a in raw.amounts)]
@@ -221,6 +216,16 @@ def judge(turn: dict[str, Any], result: TurnResult) -> None:
     result.kept_lost = [k for k in kept if k not in left]
     if result.kept_lost:
         result.problems.append(f"redacted {result.kept_lost}")
+
+
+def judge_pii(turn: dict[str, Any], result: TurnResult) -> None:
+    """The PII is gone from what was published (and from what was suggested)."""
+    heard = _squash(result.heard)
+    suggested = _squash(_texts(result.suggestions))
+    for digits in turn.get("pii", []):
+        if str(digits) in heard or str(digits) in suggested:
+            result.pii_leaked += 1
+            result.problems.append(f"PII {digits} not redacted")
 
 
 async def play(
@@ -275,8 +280,16 @@ async def play(
             started = time.perf_counter()
             mark = len(published)
             assistant.on_transcript(redacted.event)
+            redactor.published(redacted.event, said)
             if redacted.revised is not None:
                 assistant.on_transcript(redacted.revised)
+                # The earlier turn's published text is now the revised one.
+                for earlier in results:
+                    if f"seg{earlier.index}" == redacted.revised["segment_id"]:
+                        earlier.heard = redacted.revised["text"]
+                        earlier.pii_leaked = 0
+                        earlier.problems = [p for p in earlier.problems if not p.startswith("PII")]
+                        judge_pii(scenario["turns"][earlier.index], earlier)
             await assistant.idle(timeout=5.0)
             if speaker != "customer":
                 continue

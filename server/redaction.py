@@ -117,10 +117,8 @@ def _cue_before(pattern: re.Pattern[str], text: str, start: int) -> bool:
 def _ends_with_cue(pattern: re.Pattern[str], text: str) -> bool:
     """The text's last words ask for (or announce) a number that has not come yet."""
     tail = text[-CUE_REACH:]
-    m = None
-    for m in pattern.finditer(tail):
-        pass
-    return m is not None and not re.search(r"\d", tail[m.end() :])
+    matches = list(pattern.finditer(tail))
+    return bool(matches) and not re.search(r"\d", tail[matches[-1].end() :])
 
 
 @dataclass

@@ -33,6 +33,8 @@ MAX_ORDERS = 20
 MAX_TICKETS = 10
 MAX_PREVIOUS_CALLS = 5
 KNOWLEDGE_HITS = 2
+LEAD_SCORE = 2.0
+"""A turn's own intent at least this strong leads even within the same family of topics."""
 # Intents about one particular order, and which order statuses they are usually about
 # when the customer has not said which one.
 _ORDER_INTENTS = {
@@ -53,7 +55,7 @@ _TOPIC_SHIFT = re.compile(
 )
 """Words that open a new subject: "Actually, my parcel is late" is not about the order before."""
 _NOT_ABOUT_ORDERS = frozenset(
-    {"subscription", "account", "gift_card", "loyalty", "international", "payment"}
+    {"subscription", "account", "gift_card", "loyalty", "international", "payment", "shipping_times"}
 )
 """A subscription is not an order: these intents never pick one by guesswork."""
 _GENERIC_ITEM_WORDS = frozenset(tokenize("wireless smart mini slim the pro max 4k usb c 14 11"))
@@ -348,8 +350,13 @@ class CallContext:
         latest = customer_turns[-1] if customer_turns else None
         own_topics = tuple(t for t in latest.topics if t.score >= 1.0) if latest else ()
         ranked = tuple(topic_rules.combine(recent_topics))
-        if own_topics:
-            # The customer's latest request leads; earlier ones follow, weaker.
+        if own_topics and (
+            own_topics[0].score >= LEAD_SCORE
+            or not ranked
+            or topic_rules.family(own_topics[0].name) != topic_rules.family(ranked[0].name)
+        ):
+            # A clear new request leads; earlier ones follow, weaker. A weak cue in a
+            # follow-up ("do I send the broken one back?") stays on the topic at hand.
             ranked = own_topics + tuple(t for t in ranked if t.name not in {o.name for o in own_topics})
         own = {o["order_id"]: o for o in self.orders}
         current: list[dict[str, Any]] = []

@@ -103,8 +103,9 @@ def build_drafts(snap: ContextSnapshot, knowledge: KnowledgeBase | None = None) 
     if act not in ("closing", "small_talk"):
         drafts += _knowledge(snap)
     out = _drop_repeats(drafts, snap)
-    if act in NEEDS_HELP and not out:
-        out = _drop_repeats(_follow_up(snap), snap)
+    if act in NEEDS_HELP and not any(d.kind == "reply" for d in out):
+        # The playbook's answer was shown already: answer the follow-up itself.
+        out = _drop_repeats(_follow_up(snap), snap) + out
     return out
 
 
@@ -145,31 +146,137 @@ def _playbook(snap: ContextSnapshot, knowledge: KnowledgeBase | None) -> list[Dr
 
 
 def _knowledge(snap: ContextSnapshot) -> list[Draft]:
+    # Without an intent to go on, only a strong match is worth the agent's attention.
+    least = KNOWLEDGE_MIN_SCORE if snap.topics else 2 * KNOWLEDGE_MIN_SCORE
     for hit in snap.knowledge[:1]:
-        if hit.score >= KNOWLEDGE_MIN_SCORE:
+        if hit.score >= least:
             confidence = round(0.4 + 0.55 * (1 - math.exp(-hit.score / 6)), 2)
             return [Draft("knowledge", f"{hit.title}: {hit.passage}", confidence, (hit.source(),))]
     return []
 
 
 def _follow_up(snap: ContextSnapshot) -> list[Draft]:
-    """A turn on a topic already answered: the best passage not yet shown, else a next step."""
-    shown = {s.get("text") for s in snap.suggestions}
+    """A turn on a topic already answered: the next step in words, and an unseen passage."""
     name = fmt.first_name(snap.customer)
     you = f", {name}" if name else ""
-    for hit in snap.knowledge:
-        text = f"{hit.title}: {hit.passage}"
-        if text not in shown and hit.score >= KNOWLEDGE_MIN_SCORE / 2:
-            return [Draft("knowledge", text, 0.5, (hit.source(),))]
     intent = playbook_intent(snap)
-    if snap.act == "complaint" or (snap.sentiment is not None and snap.sentiment.score <= NEGATIVE_AT):
-        text = f"I hear you{you}, and I'm sorry — I'll stay on this with you until it's sorted."
-    elif intent is not None:
-        label = intent_label(intent).lower()
-        text = f"Of course{you}. Is there anything else about the {label} I can check for you while I have it open?"
+    step = _next_step(snap, intent)
+    if snap.act == "complaint" or (
+        snap.sentiment is not None and snap.sentiment.score <= NEGATIVE_AT
+    ):
+        text = f"I'm sorry{you} — {_lower_first(step)}"
+    elif snap.act == "question":
+        text = step
     else:
-        text = f"I see{you}. Could you tell me a little more, so I can check the right thing for you?"
-    return [Draft("reply", text, 0.4)]
+        text = f"I understand{you} — {_lower_first(step)}"
+    drafts = [Draft("reply", text, 0.55)]
+    shown = {s.get("text") for s in snap.suggestions}
+    for hit in snap.knowledge:
+        passage = f"{hit.title}: {hit.passage}"
+        if passage not in shown and hit.score >= KNOWLEDGE_MIN_SCORE:
+            drafts.append(Draft("knowledge", passage, 0.5, (hit.source(),)))
+            break
+    if text in shown and len(drafts) == 1:
+        # Said already, and nothing new to read: ask what is still open.
+        label = intent_label(intent).lower() if intent else "this"
+        drafts.append(
+            Draft(
+                "reply",
+                f"Of course{you}. Is there anything else about the {label} you'd like me to check "
+                "while I have it open?",
+                0.45,
+            )
+        )
+    return drafts
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != "I " else text
+
+
+def _next_step(snap: ContextSnapshot, intent: str | None) -> str:
+    """What happens next on this topic, said to the customer."""
+    order = snap.focus_order
+    if intent in _ORDER_PLAYBOOKS and order is None and intent != "complaint":
+        return (
+            "No problem — I can find it with the email address you ordered with, or you'll see "
+            "the 5-digit number in your confirmation email."
+        )
+    step = _NEXT_STEPS.get(intent or "")
+    if step is not None:
+        return step(snap)
+    text = snap.last_customer_text.lower()
+    if "order" in text and snap.orders:
+        latest = snap.orders[0]
+        return (
+            f"Of course — which order is it? The most recent one on your account is the "
+            f"{fmt.items(latest)} from {fmt.day(latest.get('created_at'))}."
+        )
+    return "Could you tell me a little more about it, so I check the right thing for you?"
+
+
+def _item_of(snap: ContextSnapshot) -> str:
+    return fmt.items(snap.focus_order) if snap.focus_order else "it"
+
+
+_NEXT_STEPS: dict[str, Callable[[ContextSnapshot], str]] = {
+    "refund": lambda s: (
+        f"I'll start it now and email you the prepaid return label within "
+        f"{_P['returns']['label_email_within']}. The refund is issued within "
+        f"{_P['refunds']['issue_business_days']} business days of the item arriving back with us, "
+        f"and your bank usually shows it within {_P['refunds']['bank_business_days']} business days."
+    ),
+    "return": lambda s: (
+        f"I'll email you the prepaid return label within {_P['returns']['label_email_within']}; "
+        "print it, pack the item with its accessories, and drop it off with the carrier."
+    ),
+    "damaged_item": lambda s: (
+        "You don't need to wait for the damaged one to come back — the replacement ships by "
+        "Express right away, and I'll send a prepaid label for the old one."
+    ),
+    "warranty": lambda s: (
+        f"I'll open the warranty claim now; once it's approved, the replacement ships within "
+        f"{_P['warranty']['replacement_ships_business_days']} business days."
+    ),
+    "shipping_delay": lambda s: (
+        f"I'm opening a trace with the carrier right now and I'll update you within "
+        f"{_P['shipping']['trace_update_business_days']} business day — and if it turns out "
+        "to be lost, I'll send a replacement by Express."
+    ),
+    "order_status": lambda s: (
+        f"I'll keep an eye on it and update you within "
+        f"{_P['shipping']['trace_update_business_days']} business day if anything changes."
+    ),
+    "cancellation": lambda s: (
+        "I'll cancel it now; the payment authorisation drops off your statement within "
+        f"{_P['refunds']['authorisation_release_business_days']} business days."
+    ),
+    "address_change": lambda s: (
+        "Thanks — let me read that back to you to confirm before I update the address."
+    ),
+    "billing": lambda s: (
+        "I'll check both charges now; if both have posted, I'll refund the duplicate and give you "
+        "the reference. Please hold off on a chargeback with your bank while we look — it "
+        f"freezes the order and can delay the refund by up to {_P['billing']['chargeback_delay_days']} days."
+    ),
+    "complaint": lambda s: (
+        "I'm opening an escalation ticket now, and a team lead will call you back within "
+        f"{_P['escalation']['callback_business_hours']} business hours."
+    ),
+    "account": lambda s: (
+        "If you think someone else got in, I'll lock the account right now and our security "
+        "team will contact you; any unshipped orders from the last 48 hours will be cancelled."
+    ),
+    "subscription": lambda s: "You'll get the cancellation confirmation by email within a few minutes.",
+    "payment": lambda s: (
+        "I've sent you a secure payment link by text — please enter the card details there rather "
+        "than reading them out."
+    ),
+    "gift_card": lambda s: (
+        "Gift cards never expire, so there's no rush — once I have the receipt or the card number, "
+        "I'll issue the replacement."
+    ),
+}
 
 
 def _wrap_up(snap: ContextSnapshot) -> list[Draft]:
@@ -661,6 +768,15 @@ def _gift_card(c: _Case) -> tuple[str, str]:
     )
 
 
+def _shipping_times(c: _Case) -> tuple[str, str]:
+    sh = _P["shipping"]
+    return (
+        f"Orders placed before {sh['same_day_cutoff']} ship the same business day. Express takes "
+        f"{sh['express_business_days']} business days, and Standard {sh['standard_business_days']}.",
+        "",
+    )
+
+
 def _international(c: _Case) -> tuple[str, str]:
     return (
         f"International delivery takes {_P['shipping']['international_business_days']} business days, "
@@ -677,6 +793,7 @@ _PLAYBOOKS: dict[str, Playbook] = {
     "loyalty": _loyalty,
     "gift_card": _gift_card,
     "international": _international,
+    "shipping_times": _shipping_times,
     "refund": _refund,
     "return": _return,
     "warranty": _warranty,
