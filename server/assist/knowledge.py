@@ -82,6 +82,8 @@ class KnowledgeHit:
     score: float
     passage: str
     """The paragraph of the article that best answers the query."""
+    more: tuple[str, ...] = ()
+    """The next best paragraphs, for a follow-up question on the same article."""
 
     def source(self) -> dict[str, Any]:
         return {"type": "article", "id": self.id, "title": self.title}
@@ -198,12 +200,11 @@ class KnowledgeBase:
                 hits.append((score, doc))
         hits.sort(key=lambda pair: (-pair[0], pair[1].id))
         query_terms = set(terms)
-        return [
-            KnowledgeHit(
-                doc.id, doc.title, doc.tags, round(score, 3), best_passage(doc, query_terms)
-            )
-            for score, doc in hits[:k]
-        ]
+        out = []
+        for score, doc in hits[:k]:
+            best, *more = ranked_passages(doc, query_terms)
+            out.append(KnowledgeHit(doc.id, doc.title, doc.tags, round(score, 3), best, tuple(more)))
+        return out
 
 
 def _paragraphs(body: str) -> list[str]:
@@ -226,21 +227,31 @@ def _paragraphs(body: str) -> list[str]:
 
 
 def best_passage(doc: ArticleDoc, query_terms: set[str], max_chars: int = 320) -> str:
-    """The paragraph sharing most terms with the query.
+    return ranked_passages(doc, query_terms, 1, max_chars)[0]
+
+
+def ranked_passages(
+    doc: ArticleDoc, query_terms: set[str], n: int = 3, max_chars: int = 320
+) -> list[str]:
+    """The paragraphs sharing most terms with the query, best first.
 
     The lead paragraph gets one extra point: articles state their main rule first, and a
     later paragraph should win only when it is clearly closer to the question.
     """
     paragraphs = _paragraphs(doc.body) or [doc.title]
-    best = max(
+    ranked = sorted(
         enumerate(paragraphs),
         key=lambda pair: (
-            len(query_terms.intersection(tokenize(pair[1]))) + (pair[0] == 0),
-            -pair[0],
+            -(len(query_terms.intersection(tokenize(pair[1]))) + (pair[0] == 0)),
+            pair[0],
         ),
-    )[1]
-    best = re.sub(r"\*\*|__|`", "", best)
-    if len(best) <= max_chars:
-        return best
-    cut = best.rfind(". ", 0, max_chars)
-    return best[: cut + 1] if cut > 80 else best[:max_chars].rsplit(" ", 1)[0] + "…"
+    )
+    return [_trim(text, max_chars) for _, text in ranked[:n]]
+
+
+def _trim(text: str, max_chars: int) -> str:
+    text = re.sub(r"\*\*|__|`", "", text)
+    if len(text) <= max_chars:
+        return text
+    cut = text.rfind(". ", 0, max_chars)
+    return text[: cut + 1] if cut > 80 else text[:max_chars].rsplit(" ", 1)[0] + "…"

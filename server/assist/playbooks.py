@@ -9,6 +9,7 @@ cites the best article the context retrieved.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from server.assist.policy import (
     return_window_days,
 )
 from server.assist.sentiment import NEGATIVE_AT
-from server.assist.topics import intent_label
+from server.assist.topics import intent_label, intent_tags
 
 _P = POLICY
 KNOWLEDGE_MIN_SCORE = 1.0
@@ -147,6 +148,8 @@ def _playbook(snap: ContextSnapshot, knowledge: KnowledgeBase | None) -> list[Dr
 
 def _knowledge(snap: ContextSnapshot) -> list[Draft]:
     # Without an intent to go on, only a strong match is worth the agent's attention.
+    if snap.topics and not intent_tags(snap.topics[0].name):
+        return []  # no article answers it (a subscription is not an order to cancel)
     least = KNOWLEDGE_MIN_SCORE if snap.topics else 2 * KNOWLEDGE_MIN_SCORE
     for hit in snap.knowledge[:1]:
         if hit.score >= least:
@@ -171,9 +174,15 @@ def _follow_up(snap: ContextSnapshot) -> list[Draft]:
         text = f"I understand{you} — {_lower_first(step)}"
     drafts = [Draft("reply", text, 0.55)]
     shown = {s.get("text") for s in snap.suggestions}
-    for hit in snap.knowledge:
-        passage = f"{hit.title}: {hit.passage}"
-        if passage not in shown and hit.score >= KNOWLEDGE_MIN_SCORE:
+    tags = set(intent_tags(intent)) if intent else set()
+    unseen = [
+        (hit, f"{hit.title}: {passage}")
+        for hit in snap.knowledge
+        if hit.score >= KNOWLEDGE_MIN_SCORE and (not tags or tags & set(hit.tags))
+        for passage in (hit.passage, *hit.more)
+    ]
+    for hit, passage in unseen:
+        if passage not in shown:
             drafts.append(Draft("knowledge", passage, 0.5, (hit.source(),)))
             break
     if text in shown and len(drafts) == 1:
@@ -197,7 +206,7 @@ def _lower_first(text: str) -> str:
 def _next_step(snap: ContextSnapshot, intent: str | None) -> str:
     """What happens next on this topic, said to the customer."""
     order = snap.focus_order
-    if intent in _ORDER_PLAYBOOKS and order is None and intent != "complaint":
+    if intent in _ORDER_PLAYBOOKS and order is None and intent not in ("complaint", "address_change"):
         return (
             "No problem — I can find it with the email address you ordered with, or you'll see "
             "the 5-digit number in your confirmation email."
@@ -215,8 +224,11 @@ def _next_step(snap: ContextSnapshot, intent: str | None) -> str:
     return "Could you tell me a little more about it, so I check the right thing for you?"
 
 
-def _item_of(snap: ContextSnapshot) -> str:
-    return fmt.items(snap.focus_order) if snap.focus_order else "it"
+_STREET = re.compile(
+    r"\b\d+\s+\w+(?:\s\w+)?\s(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|way|boulevard|blvd|court|ct|place|pl)\b",
+    re.IGNORECASE,
+)
+"""An address said in the turn ("12 Oak Street"): then the agent reads it back."""
 
 
 _NEXT_STEPS: dict[str, Callable[[ContextSnapshot], str]] = {
@@ -253,6 +265,8 @@ _NEXT_STEPS: dict[str, Callable[[ContextSnapshot], str]] = {
     ),
     "address_change": lambda s: (
         "Thanks — let me read that back to you to confirm before I update the address."
+        if _STREET.search(s.last_customer_text)
+        else "What's the new address? I'll read it back to you to confirm before I update it."
     ),
     "billing": lambda s: (
         "I'll check both charges now; if both have posted, I'll refund the duplicate and give you "
@@ -378,9 +392,9 @@ def empathy(snap: ContextSnapshot) -> str:
             f"I'm really sorry about this{you} — I completely understand your frustration, "
             "and I'll get it sorted for you now."
         )
-    item = fmt.items(snap.focus_order) if snap.focus_order else "it"
+    item = f"the {fmt.items(snap.focus_order)}" if snap.focus_order else "it"
     return {
-        "warranty": f"I'm sorry to hear the {item} isn't working properly{you}.",
+        "warranty": f"I'm sorry to hear {item} isn't working properly{you}.",
         "shipping_delay": f"I'm sorry your order hasn't arrived yet{you} — I know you've been waiting.",
         "damaged_item": f"I'm so sorry it arrived damaged{you}.",
         "billing": f"I'm sorry about the confusion with your bill{you}.",
@@ -419,7 +433,7 @@ def _order_opener(case: _Case) -> str:
         number = snap.unknown_order_numbers[0]
         return f"I couldn't find an order {number} — could you read me the number once more?"
     if order is None:
-        if case.intent in ("complaint", "account"):
+        if case.intent in ("complaint", "account", "address_change"):
             return ""
         if snap.orders:
             return (
@@ -630,8 +644,10 @@ def _address(c: _Case) -> tuple[str, str]:
     order, check = c.order, c.check
     if order is None:
         return (
-            "I can update the address on your account; for an order on its way I'll need its number.",
-            "",
+            "I can update the address on your account right away — what's the new address? And if "
+            "an order is already on its way, give me its 5-digit number and I'll change that one too.",
+            "Verify identity (name plus the email or phone on the account), then update the default "
+            "address; orders already placed keep theirs unless changed one by one.",
         )
     current = order.get("shipping_address") or "the current address"
     if check.eligible:
