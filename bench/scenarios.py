@@ -69,9 +69,11 @@ class TurnResult:
     kept_total: int = 0
     kept_lost: list[str] = field(default_factory=list)
 
+    window_s: float = COVERAGE_WINDOW_S
+
     @property
     def covered(self) -> bool:
-        return self.latency_ms is not None and self.latency_ms <= COVERAGE_WINDOW_S * 1000
+        return self.latency_ms is not None and self.latency_ms <= self.window_s * 1000
 
     @property
     def failed(self) -> bool:
@@ -234,6 +236,8 @@ async def play(
     scenario: dict[str, Any],
     transcribe: _Transcriber,
     settings: AssistSettings,
+    window_s: float = COVERAGE_WINDOW_S,
+    gap_s: float = TURN_GAP_S,
 ) -> list[TurnResult]:
     customer_id = await _customer_id(store, scenario.get("caller", {}))
     async with store.write() as session:
@@ -303,10 +307,11 @@ async def play(
                 needs=turn.get("expect") != "none",
                 suggestions=[e for e in mine if e.get("done") and not e.get("stopped")],
                 latency_ms=(first - started) * 1000 if first is not None else None,
+                window_s=window_s,
             )
             judge(turn, result)
             results.append(result)
-            await asyncio.sleep(0 if turn.get("quick") else TURN_GAP_S)
+            await asyncio.sleep(0 if turn.get("quick") else gap_s)
     finally:
         await assistant.close()
     return results
@@ -317,6 +322,8 @@ async def run_scenarios(
     *,
     store: Store | None = None,
     settings: AssistSettings | None = None,
+    coverage_window_s: float = COVERAGE_WINDOW_S,
+    turn_gap_s: float = TURN_GAP_S,
 ) -> Report:
     scenarios = scenarios if scenarios is not None else load_scenarios()
     settings = settings or AssistSettings()
@@ -332,7 +339,9 @@ async def run_scenarios(
             await knowledge.refresh(store)
             turns: list[TurnResult] = []
             for scenario in scenarios:
-                turns += await play(store, knowledge, scenario, transcribe, settings)
+                turns += await play(
+                    store, knowledge, scenario, transcribe, settings, coverage_window_s, turn_gap_s
+                )
             return Report(turns, len(scenarios))
         finally:
             if own:
