@@ -18,6 +18,7 @@ BENCHMARKS = {
     "assist": ("bench.bench_assist", "final transcript → first suggestion, engine only (issue 4)"),
     "latency": ("bench.latency", "end of speech → transcript → suggestion over WebRTC (issues 3, 4)"),
     "security": ("bench.security", "a live call's ping RTT under a login storm and a call flood (issue 9)"),
+    "nlp": ("bench.nlp", "kept libraries: sentiment, retrieval, phone entities vs labels (issue 13)"),
     "scenarios": ("bench.scenarios", "scripted calls: coverage, relevance, stale facts, redaction (issue 13)"),
 }
 

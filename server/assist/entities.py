@@ -1,9 +1,11 @@
 """Entities in one transcript turn: order numbers, amounts, emails, phones, dates.
 
 Text is first rewritten by spoken.normalize_numbers, so "order seven eight nine oh one"
-and "order 7-8-9-0-1" both read "order 78901" here. Extraction is deliberately plain
-(regular expressions over normalized text): it runs on the event loop for every final
-transcript and must stay well under a millisecond.
+and "order 7-8-9-0-1" both read "order 78901" here. Extraction is plain regular
+expressions over normalized text, except phone numbers, which libphonenumber
+(`phonenumbers`) finds and formats: it runs on the event loop for every final transcript
+and must stay well under a millisecond (a turn without seven digits skips the phone
+matcher, which alone costs ~1.5 ms).
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from phonenumbers import Leniency, PhoneNumberFormat, PhoneNumberMatcher, format_number
+
 from server.assist.spoken import normalize_numbers
 from server.redaction import REDACTED_TOKEN
 
+DEFAULT_REGION = "US"
+"""Numbers said without a country code are read as this region's (libphonenumber)."""
+MIN_PHONE_DIGITS = 7
+"""No phone number has fewer digits (a local number without area code)."""
 ORDER_DIGITS = 5
 """Order numbers are exactly this many digits (see models.Order)."""
 
@@ -75,8 +83,6 @@ _SPOKEN_EMAIL = re.compile(
     rf"\b([a-z0-9]+(?:{_SEP}[a-z0-9]+)*)\s+at\s+"
     rf"([a-z0-9-]+(?:{_SEP}[a-z0-9-]+)*(?:\s*\.\s*|\sdot\s){_TLDS})\b"
 )
-_PHONE_DIGITS = re.compile(r"(?<![\d.])(\+?\d{10,15})(?![\d.])")
-_PHONE_FORMATTED = re.compile(r"(?<![\d])(\+?\d[\d\s().-]{8,18}\d)(?![\d])")
 
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
 _SLASH_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b")
@@ -231,24 +237,16 @@ def _spoken_to_symbols(words: str) -> str:
     return out.replace(" ", "")
 
 
-def _e164(digits: str, plus: bool) -> str | None:
-    if plus:
-        return "+" + digits if 8 <= len(digits) <= 15 else None
-    if len(digits) == 10:
-        return "+1" + digits
-    if len(digits) == 11 and digits.startswith("1"):
-        return "+" + digits
-    return None
-
-
 def phones(norm: str, raw: str) -> list[str]:
+    """Phone numbers as E.164, found by libphonenumber (`phonenumbers`) in the written text
+    and in the text with spoken digits rewritten ("two zero two five five five …")."""
     found: list[str] = []
-    for source, pattern in ((norm, _PHONE_DIGITS), (raw, _PHONE_FORMATTED)):
-        for m in pattern.finditer(source):
-            token = m.group(1)
-            digits = re.sub(r"\D", "", token)
-            phone = _e164(digits, token.startswith("+"))
-            if phone and phone not in found:
+    if sum(ch.isdigit() for ch in norm) < MIN_PHONE_DIGITS:
+        return found  # most turns: skip the matcher (~1.5 ms a turn, 10x the rest)
+    for source in (norm, raw):
+        for match in PhoneNumberMatcher(source, DEFAULT_REGION, leniency=Leniency.VALID):
+            phone = format_number(match.number, PhoneNumberFormat.E164)
+            if phone not in found:
                 found.append(phone)
     return found
 
