@@ -40,6 +40,10 @@ def _ago(now: int, days: float | None) -> int | None:
     return None if days is None else now - int(days * DAY_MS)
 
 
+def _at(now: int, days: float) -> int:
+    return now - int(days * DAY_MS)
+
+
 def demo_records(now: int, path: Path = DEMO_RECORDS) -> tuple[list[Customer], list[Order], list[Ticket]]:
     data: dict[str, list[dict[str, Any]]] = json.loads(path.read_text())
     customers = [
@@ -50,7 +54,7 @@ def demo_records(now: int, path: Path = DEMO_RECORDS) -> tuple[list[Customer], l
             email=c.get("email"),
             tier=c.get("tier", "standard"),
             notes=c.get("notes", ""),
-            created_at=_ago(now, c.get("customer_since_days", 0)),
+            created_at=_at(now, c.get("customer_since_days", 0)),
         )
         for c in data["customers"]
     ]
@@ -65,7 +69,7 @@ def demo_records(now: int, path: Path = DEMO_RECORDS) -> tuple[list[Customer], l
             shipping_address=o.get("shipping_address", ""),
             carrier=o.get("carrier"),
             tracking_number=o.get("tracking_number"),
-            created_at=_ago(now, o["created_days_ago"]),
+            created_at=_at(now, o["created_days_ago"]),
             shipped_at=_ago(now, o.get("shipped_days_ago")),
             estimated_delivery_at=_ago(now, o.get("eta_days_ago")),
             delivered_at=_ago(now, o.get("delivered_days_ago")),
@@ -81,7 +85,7 @@ def demo_records(now: int, path: Path = DEMO_RECORDS) -> tuple[list[Customer], l
             status=t["status"],
             priority=t["priority"],
             notes=t.get("notes", ""),
-            created_at=_ago(now, t["created_days_ago"]),
+            created_at=_at(now, t["created_days_ago"]),
             updated_at=_ago(now, t.get("updated_days_ago")),
         )
         for t in data["tickets"]

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from server.assist.policy import POLICY, RETURN_WINDOW_DAYS, WARRANTY_DAYS, check_policy, return_window_days
+from server.assist.policy import (
+    POLICY,
+    RETURN_WINDOW_DAYS,
+    WARRANTY_DAYS,
+    check_policy,
+    return_window_days,
+)
 
 KNOWLEDGE = Path(__file__).parents[2] / "server" / "assist" / "knowledge"
 P = POLICY
