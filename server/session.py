@@ -282,6 +282,7 @@ class CallSession:
                     .where(col(CallEvent.call_id) == self.call_id, col(CallEvent.seq) == earlier["seq"])
                     .values(body=earlier)
                 )
+            await self.store.forget_overwritten()
         revision = {k: v for k, v in earlier.items() if k != "seq"}
         revision.update(ts=events.now_ms(), revised=True)
         event = await self.publish(revision)

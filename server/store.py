@@ -63,6 +63,19 @@ class Store:
                 await session.rollback()
                 raise
 
+    async def forget_overwritten(self) -> None:
+        """After rewriting a row to remove PII, leave no old copy of it in the files.
+
+        SQLite runs with `secure_delete` (freed space is zeroed); a truncating checkpoint
+        then writes the new pages into the database file and empties the WAL, which still
+        held the old ones. PostgreSQL keeps the superseded row version until (auto)vacuum
+        reclaims it; `VACUUM` the table there to drop it at once.
+        """
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -90,4 +103,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, not left in free pages (PII redaction).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
