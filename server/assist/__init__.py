@@ -8,13 +8,18 @@ lazily so that `server.assist.models` (imported by the store) stays light.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from server.assist.assistant import CallAssistant
+    from server.assist.engine import SuggestionEngine
+    from server.assist.knowledge import KnowledgeBase
     from server.config import AssistSettings
     from server.store import Store
+
+log = logging.getLogger(__name__)
 
 
 async def create_assistant_factory(
@@ -23,7 +28,6 @@ async def create_assistant_factory(
     """(factory, close): the factory makes one `CallAssistant` per call, all of them
     sharing one engine and one knowledge base; `close()` releases the engine."""
     from server.assist.assistant import CallAssistant
-    from server.assist.engine import create_suggestion_engine
     from server.assist.knowledge import KnowledgeBase
 
     knowledge = KnowledgeBase()
@@ -51,3 +55,29 @@ async def create_assistant_factory(
         )
 
     return factory, engine.close
+
+
+def create_suggestion_engine(
+    settings: AssistSettings, store: Store, knowledge: KnowledgeBase | None = None
+) -> SuggestionEngine:
+    """The engine the settings ask for; the OpenAI one falls back to the local one.
+
+    The one place engines are wired: engine.py (the abstraction) imports none of them.
+    """
+    from server.assist.knowledge import KnowledgeBase
+    from server.assist.local import LocalSuggestionEngine
+
+    knowledge = knowledge if knowledge is not None else KnowledgeBase()
+    local = LocalSuggestionEngine(knowledge)
+    if settings.engine == "local":
+        return local
+    if settings.engine == "openai":
+        if not (settings.openai_base_url or settings.openai_api_key):
+            log.warning(
+                "CALLASSIST_ASSIST_ENGINE=openai but no API key or base URL; using the local engine"
+            )
+            return local
+        from server.assist.openai import OpenAISuggestionEngine
+
+        return OpenAISuggestionEngine(settings, store, knowledge, fallback=local)
+    raise ValueError(f"unknown suggestion engine {settings.engine!r} (local or openai)")

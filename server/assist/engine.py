@@ -1,14 +1,14 @@
 """The suggestion engine abstraction: one snapshot in, a stream of suggestion pieces out.
 
 `LocalSuggestionEngine` (local.py), `OpenAISuggestionEngine` (openai.py) and the test
-fakes are siblings behind this class; `create_suggestion_engine` picks one from the
-settings. An engine is shared by every call of the server and holds no per-call state.
+fakes are siblings behind this class; `server.assist.create_suggestion_engine` picks one
+from the settings (this module imports no engine, so engines import it freely). An
+engine is shared by every call of the server and holds no per-call state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -16,11 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from server.assist.context import ContextSnapshot
-    from server.assist.knowledge import KnowledgeBase
-    from server.config import AssistSettings
-    from server.store import Store
-
-log = logging.getLogger(__name__)
 
 Kind = Literal["reply", "knowledge", "action"]
 KINDS: tuple[str, ...] = ("reply", "knowledge", "action")
@@ -99,26 +94,3 @@ async def stream_text(
         )
         # Let the loop deliver this piece (and hear a stop) before the next one.
         await asyncio.sleep(0)
-
-
-def create_suggestion_engine(
-    settings: AssistSettings, store: Store, knowledge: KnowledgeBase | None = None
-) -> SuggestionEngine:
-    """The engine the settings ask for; the OpenAI one falls back to the local one."""
-    from server.assist.knowledge import KnowledgeBase
-    from server.assist.local import LocalSuggestionEngine
-
-    knowledge = knowledge if knowledge is not None else KnowledgeBase()
-    local = LocalSuggestionEngine(knowledge)
-    if settings.engine == "local":
-        return local
-    if settings.engine == "openai":
-        if not (settings.openai_base_url or settings.openai_api_key):
-            log.warning(
-                "CALLASSIST_ASSIST_ENGINE=openai but no API key or base URL; using the local engine"
-            )
-            return local
-        from server.assist.openai import OpenAISuggestionEngine
-
-        return OpenAISuggestionEngine(settings, store, knowledge, fallback=local)
-    raise ValueError(f"unknown suggestion engine {settings.engine!r} (local or openai)")

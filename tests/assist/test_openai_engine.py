@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from server.assist import create_suggestion_engine
 from server.assist.assistant import CallAssistant
 from server.assist.context import CallContext
-from server.assist.engine import create_suggestion_engine
 from server.assist.knowledge import KnowledgeBase
 from server.assist.openai import OpenAISuggestionEngine
 from server.assist.tools import ToolRunner
