@@ -35,6 +35,9 @@ MAX_PREVIOUS_CALLS = 5
 KNOWLEDGE_HITS = 2
 LEAD_SCORE = 2.0
 """A turn's own intent at least this strong leads even within the same family of topics."""
+SWITCH_SCORE = 1.5
+"""A weaker cue of another topic ("how fast would it ship?" about a replacement) does not
+switch topics, unless the customer says so ("also", "actually")."""
 # Intents about one particular order, and which order statuses they are usually about
 # when the customer has not said which one.
 _ORDER_INTENTS = {
@@ -353,7 +356,10 @@ class CallContext:
         if own_topics and (
             own_topics[0].score >= LEAD_SCORE
             or not ranked
-            or topic_rules.family(own_topics[0].name) != topic_rules.family(ranked[0].name)
+            or (
+                topic_rules.family(own_topics[0].name) != topic_rules.family(ranked[0].name)
+                and (own_topics[0].score >= SWITCH_SCORE or _TOPIC_SHIFT.match(latest.text))
+            )
         ):
             # A clear new request leads; earlier ones follow, weaker. A weak cue in a
             # follow-up ("do I send the broken one back?") stays on the topic at hand.

@@ -208,8 +208,8 @@ def _next_step(snap: ContextSnapshot, intent: str | None) -> str:
     order = snap.focus_order
     if intent in _ORDER_PLAYBOOKS and order is None and intent not in ("complaint", "address_change"):
         return (
-            "No problem — I can find it with the email address you ordered with, or you'll see "
-            "the 5-digit number in your confirmation email."
+            "I can find the order with the email address you used, or you'll see its 5-digit "
+            "number in your confirmation email."
         )
     step = _NEXT_STEPS.get(intent or "")
     if step is not None:
@@ -392,7 +392,8 @@ def empathy(snap: ContextSnapshot) -> str:
             f"I'm really sorry about this{you} — I completely understand your frustration, "
             "and I'll get it sorted for you now."
         )
-    item = f"the {fmt.items(snap.focus_order)}" if snap.focus_order else "it"
+    sure = snap.focus_order is not None and snap.focus_reason in ("mentioned", "item")
+    item = f"the {fmt.items(snap.focus_order)}" if sure and snap.focus_order else "it"
     return {
         "warranty": f"I'm sorry to hear {item} isn't working properly{you}.",
         "shipping_delay": f"I'm sorry your order hasn't arrived yet{you} — I know you've been waiting.",
@@ -431,6 +432,11 @@ def _order_opener(case: _Case) -> str:
     snap, order = case.snap, case.order
     if snap.unknown_order_numbers and (order is None or snap.focus_reason != "mentioned"):
         number = snap.unknown_order_numbers[0]
+        if order is not None and snap.focus_reason == "item":
+            return (
+                f"I couldn't find an order {number}, but I can see your {case.item} on order "
+                f"{case.oid} — is that the one?"
+            )
         return f"I couldn't find an order {number} — could you read me the number once more?"
     if order is None:
         if case.intent in ("complaint", "account", "address_change"):
@@ -469,10 +475,23 @@ def _verification(case: _Case) -> str:
     return ""
 
 
+_APOLOGY = re.compile(r"^I'm (?:so |truly |really )?sorry[^.!?]*[.!?]\s*(?:You shouldn't[^.!?]*[.!?]\s*)?")
+
+
+def _core(text: str) -> str:
+    """A reply without its opening apology: the same answer said again is a repeat."""
+    return _APOLOGY.sub("", text)
+
+
 def _drop_repeats(drafts: list[Draft], snap: ContextSnapshot) -> list[Draft]:
-    """Nothing the agent was already shown: the same text, or the same article passage."""
+    """Nothing the agent was already shown: the same text, or the same answer re-apologised."""
     shown_text = {(s.get("kind"), s.get("text")) for s in snap.suggestions}
-    return [d for d in drafts if (d.kind, d.text) not in shown_text]
+    shown_core = {_core(str(s.get("text"))) for s in snap.suggestions if s.get("kind") == "reply"}
+    return [
+        d
+        for d in drafts
+        if (d.kind, d.text) not in shown_text and not (d.kind == "reply" and _core(d.text) in shown_core)
+    ]
 
 
 # --- the playbooks ---------------------------------------------------------------------
@@ -527,7 +546,7 @@ def _money_back(c: _Case, want: str) -> tuple[str, str]:
             f"{c.amount} to the original payment method on receipt. Eligible until {c.deadline}.",
         )
     return (
-        f"It was delivered on {fmt.day(order.get('delivered_at'))}, which is past your {c.window}-day return window. "
+        f"It was delivered {check.days_since_delivery} days ago, which is past your {c.window}-day return window. "
         f"If something is wrong with it, it's covered by our {WARRANTY_LABEL} warranty and I can arrange a free replacement.",
         f"Order {c.oid} is outside the return window: check for a defect and offer a warranty replacement.",
     )
