@@ -347,10 +347,16 @@ class CallRedactor:
         return {**last.event, "text": text}
 
     def scrub(self, event: dict[str, Any]) -> dict[str, Any]:
-        """A suggestion, summary or status, with any PII an engine put in it removed."""
-        if not self.enabled:
+        """Any event with the PII in its text removed, without context (idempotent: the
+        labels redaction leaves are not PII). Suggestions and summaries an engine wrote,
+        status messages, and transcripts again as a last line of defence."""
+        if not self.enabled or event.get("type") in _NOTHING_TO_SCRUB:
             return event
         return _scrub(event)
+
+
+_NOTHING_TO_SCRUB = frozenset({"call_state", "pong", "suggestion_feedback", "customer_context"})
+"""Events with no speech or engine text in them (customer_context is the CRM record)."""
 
 
 def _scrub(value: Any) -> Any:

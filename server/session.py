@@ -73,8 +73,9 @@ class CallSession:
     # -- events ---------------------------------------------------------------------------
 
     async def publish(self, event: dict[str, Any]) -> dict[str, Any]:
-        if event["type"] != events.TRANSCRIPT:  # transcripts are redacted in _emit_transcript
-            event = self.redactor.scrub(event)
+        # Transcripts were redacted with the call's context in _emit_transcript; this pass
+        # (no context) catches PII in whatever else is published: suggestions, summaries.
+        event = self.redactor.scrub(event)
         async with self._publish_lock:
             if events.is_persisted(event):
                 event = await self._persist(event)
