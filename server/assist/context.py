@@ -358,7 +358,7 @@ class CallContext:
             or not ranked
             or (
                 topic_rules.family(own_topics[0].name) != topic_rules.family(ranked[0].name)
-                and (own_topics[0].score >= SWITCH_SCORE or _TOPIC_SHIFT.match(latest.text))
+                and (own_topics[0].score >= SWITCH_SCORE or _TOPIC_SHIFT.match(latest.text if latest else ""))
             )
         ):
             # A clear new request leads; earlier ones follow, weaker. A weak cue in a
