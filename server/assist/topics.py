@@ -100,6 +100,7 @@ def detect(text: str) -> list[Topic]:
 
 ACT_MIN_SCORE = 1.0
 ACK_MAX_WORDS = 5
+FRAGMENT_WORDS = 3
 """A short turn with no topic and no question ("okay", "yes, that's right") needs no help."""
 
 
@@ -121,6 +122,8 @@ def detect_act(text: str) -> str:
         return "closing"
     if any(t.name == "complaint" for t in substantive):
         return "complaint"
+    if not substantive and "?" not in text and len(text.split()) <= FRAGMENT_WORDS:
+        return "ack"  # "Hello I need" — the rest of the sentence is coming
     if scores.get("small_talk", 0) >= 2 * ACT_MIN_SCORE and not substantive:
         return "small_talk"
     if scores.get("question", 0) >= ACT_MIN_SCORE or substantive:
