@@ -11,6 +11,7 @@ order numbers, phone numbers and card digits are dictated.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 UNITS = {
@@ -268,27 +269,45 @@ def _ungroup(token: str) -> str:
     return token
 
 
+def _tokens(text: str) -> list[_Tok]:
+    return [_Tok(_ungroup(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def _scan(toks: list[_Tok]) -> Iterator[tuple[int, int]]:
+    """(start, end) for each step left to right: a number run when end > start, else
+    the single token at start."""
+    i = 0
+    while i < len(toks):
+        end = _collect_run(toks, i)
+        if end > i:
+            yield i, end
+            i = end
+        else:
+            yield i, i
+            i += 1
+
+
 def normalize_numbers(text: str) -> str:
     """`text` with every spoken or split number rewritten as one digit string.
 
     Ordinals become "3rd"-style ("march twenty third" → "march 23rd"); other words
     and punctuation are kept, lowercased.
     """
-    toks = [_Tok(_ungroup(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    toks = _tokens(text)
     out: list[str] = []
-    i = 0
-    while i < len(toks):
-        end = _collect_run(toks, i)
+    skip = -1
+    for i, end in _scan(toks):
+        if i <= skip:
+            continue  # an ordinal already joined to the run before it
         if end > i:
             digits = _read_run(toks[i:end])
             # "twenty third" → 23rd
             if end < len(toks) and toks[end].low in ORDINALS and toks[end - 1].low in TENS:
                 value = int(digits) + ORDINALS[toks[end].low]
                 out.append(f"{value}{ordinal_suffix(value)}")
-                i = end + 1
-                continue
-            out.append(digits)
-            i = end
+                skip = end
+            else:
+                out.append(digits)
             continue
         low = toks[i].low
         if low in ORDINALS:
@@ -296,7 +315,6 @@ def normalize_numbers(text: str) -> str:
             out.append(f"{value}{ordinal_suffix(value)}")
         else:
             out.append(low)
-        i += 1
     return " ".join(out)
 
 
@@ -315,16 +333,11 @@ def number_runs(text: str) -> list[NumberRun]:
     Redaction needs the characters to replace, not just the digits: "four two four two"
     and "4242-4242" are found where they were said.
     """
-    toks = [_Tok(_ungroup(m.group(0)), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    toks = _tokens(text)
     runs: list[NumberRun] = []
-    i = 0
-    while i < len(toks):
-        end = _collect_run(toks, i)
+    for i, end in _scan(toks):
         if end > i:
             digits = _read_run(toks[i:end])
             if digits.isdigit():
                 runs.append(NumberRun(toks[i].start, toks[end - 1].end, digits))
-            i = end
-        else:
-            i += 1
     return runs
