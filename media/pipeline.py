@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, SegmentEvent, silence
 from .decode import DecodeError, OpusDecoder

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from .audio import BYTES_PER_MS, SegmentEvent
 

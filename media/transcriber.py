@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from .audio import SegmentEvent, Transcript, silence
 from .stt.base import SpeechToText

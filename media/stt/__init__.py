@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from .base import SpeechToText, SpeechToTextError
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from ..audio import SAMPLE_RATE
 from ..vad import frame_level_dbfs

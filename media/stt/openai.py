@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from server.config import SpeechSettings
+from media.settings import SpeechSettings
 
 from ..audio import pcm_to_wav
 from .base import SpeechToText, SpeechToTextError

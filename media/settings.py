@@ -1,0 +1,45 @@
+"""Settings of the audio pipeline and speech-to-text.
+
+They live with the media code that reads them; `server.config` loads them from the
+environment along with the rest (and re-exports the class for its callers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """Audio segmentation and speech-to-text."""
+
+    engine: str = "local"
+    """`local` (faster-whisper, offline), `openai` (any OpenAI-compatible server) or `off`."""
+    model_path: str = ""
+    """CTranslate2 Whisper model directory; empty means the bundled tiny.en model."""
+    compute_type: str = "int8"
+    threads: int = 2
+    beam_size: int = 1
+    language: str = "en"
+    local_decoding: str = "real_length"
+    """How the local engine runs Whisper: `real_length` encodes only the segment (with a
+    short pad), about 4x faster; `padded` is faster-whisper's standard 30 s window."""
+    openai_model: str = "whisper-1"
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    timeout_s: float = 10.0
+    """Per-segment timeout of a remote engine; a late segment is skipped with a status event."""
+    vad_aggressiveness: int = 2
+    """webrtcvad mode, 0 (least) to 3 (most aggressive at rejecting non-speech)."""
+    silence_ms: int = 300
+    """Silence that ends an utterance."""
+    preroll_ms: int = 200
+    """Audio kept from before speech was detected, so first syllables are not cut."""
+    max_segment_ms: int = 15000
+    """A longer utterance is cut here and goes on in a new segment."""
+    interim_interval_ms: int = 1000
+    """How often a growing utterance is re-transcribed for interim text (0 disables)."""
+    queue_max_segments: int = 6
+    """Pending segments per call before the oldest audio is coalesced or dropped."""
+    record_audio: bool = False
+    """Keep per-call WAV recordings in the data dir (agent and admins may fetch them)."""
