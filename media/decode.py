@@ -1,36 +1,51 @@
-"""Opus payloads from the WebRTC edge → 16 kHz mono s16 PCM, the pipeline's format."""
+"""Each ingress's codec → 16 kHz mono s16 PCM, the pipeline's one format.
+
+An ingress brings its own decoder (Opus from WebRTC, μ-law from a phone stream) and the
+pipeline runs it on the audio thread. Each decoder resamples once, with one resampler per
+stream that keeps its filter state between packets: resampling every 20 ms chunk on its
+own clicks at the chunk edges.
+"""
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import av
 import av.error
+from av.audio.codeccontext import AudioCodecContext
 
 from .audio import CHANNELS, SAMPLE_RATE
 
 OPUS_RATE = 48000
+MULAW_RATE = 8000
 
 
 class DecodeError(Exception):
     """One payload could not be decoded; the stream goes on."""
 
 
-class OpusDecoder:
-    """Decodes one stream's Opus payloads, in order, and resamples them once.
+class AudioDecoder(Protocol):
+    """One stream's payloads, in order, to 16 kHz mono s16 PCM. Used by one thread."""
 
-    Not thread-safe: one decoder belongs to one stream's worker thread.
-    """
+    codec: str
 
-    def __init__(self) -> None:
-        self._codec = av.CodecContext.create("opus", "r")
-        self._codec.sample_rate = OPUS_RATE
-        # One resampler for the stream: it keeps its filter state between packets, so
-        # 20 ms packets resample without clicks at their edges.
+    def decode(self, payload: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class _Resampling:
+    def __init__(self, codec_name: str, rate: int) -> None:
+        self._codec = cast(AudioCodecContext, av.CodecContext.create(codec_name, "r"))
+        self._codec.sample_rate = rate
+        if codec_name == "pcm_mulaw":
+            self._codec.layout = "mono"
         self._resampler = av.AudioResampler(
             format="s16", layout="mono" if CHANNELS == 1 else "stereo", rate=SAMPLE_RATE
         )
 
     def decode(self, payload: bytes) -> bytes:
-        """PCM of one RTP payload (may be empty while the resampler fills)."""
+        """PCM of one payload (may be empty while the resampler fills)."""
         if not payload:
             # An empty packet would put the decoder into draining mode for good.
             raise DecodeError("empty payload")
@@ -54,3 +69,33 @@ class OpusDecoder:
                 # planes[0] can be padded past the samples; take exactly the samples.
                 out += bytes(resampled.planes[0])[: resampled.samples * 2 * CHANNELS]
         return bytes(out)
+
+
+class OpusDecoder(_Resampling):
+    """A WebRTC participant's Opus payloads (48 kHz) → 16 kHz mono."""
+
+    codec = "opus"
+
+    def __init__(self) -> None:
+        super().__init__("opus", OPUS_RATE)
+
+
+class MulawDecoder(_Resampling):
+    """A phone stream's G.711 μ-law (8 kHz, one byte a sample) → 16 kHz mono."""
+
+    codec = "mulaw"
+
+    def __init__(self) -> None:
+        super().__init__("pcm_mulaw", MULAW_RATE)
+
+
+class PcmPassthrough:
+    """An ingress that already speaks 16 kHz mono s16 (a voice agent's synthesized audio)."""
+
+    codec = "pcm16k"
+
+    def decode(self, payload: bytes) -> bytes:
+        return payload
+
+    def flush(self) -> bytes:
+        return b""

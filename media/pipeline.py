@@ -1,9 +1,10 @@
-"""One inbound audio track: Opus payloads in, SegmentEvents out, off the event loop.
+"""One inbound audio stream: encoded payloads in, 16 kHz PCM and SegmentEvents out, off the loop.
 
-`feed_opus` runs on the event loop for every RTP payload (~50 a second) and only stamps
-and enqueues it. An audio thread (shared by every track of the server) decodes, resamples,
-runs the VAD and the segmenter, writes the optional recording, and hands each SegmentEvent
-back to the loop.
+`feed` runs on the event loop for every payload (~50 a second) and only stamps and
+enqueues it. An audio thread (shared by every stream of the server) runs the ingress's own
+decoder (Opus, μ-law: media/decode.py) to 16 kHz mono, then the VAD and the segmenter,
+writes the optional recording, and hands each SegmentEvent, and the PCM itself when a
+listener wants it (a participant that cannot take the payloads as received), back to the loop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from media.settings import SpeechSettings
 
 from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, SegmentEvent, silence
-from .decode import DecodeError, OpusDecoder
+from .decode import AudioDecoder, DecodeError, OpusDecoder
 from .recording import SilencedRanges
 from .segmenter import Segmenter
 from .vad import FRAME_MS, VoiceActivityDetector
@@ -106,10 +107,11 @@ class AudioThread:
 
 
 class InboundAudio:
-    """Decodes and segments one participant's inbound track off the event loop.
+    """Decodes and segments one participant's inbound audio off the event loop.
 
-    Tracks share an AudioThread when given one (the server does); otherwise the track
-    runs its own.
+    The decoder comes from the ingress (Opus by default). Without `on_event` the stream
+    is only decoded, for `on_pcm` (no VAD, no segments). Tracks share an AudioThread when
+    given one (the server does); otherwise the track runs its own.
     """
 
     def __init__(
@@ -118,10 +120,12 @@ class InboundAudio:
         speaker: str,
         settings: SpeechSettings,
         clock_ms: Callable[[], int],
-        on_event: Callable[[SegmentEvent], None],
+        on_event: Callable[[SegmentEvent], None] | None,
         loop: asyncio.AbstractEventLoop,
         record_path: Path | None = None,
         audio_thread: AudioThread | None = None,
+        decoder: AudioDecoder | None = None,
+        on_pcm: Callable[[bytes], None] | None = None,
     ) -> None:
         self.speaker = speaker
         self._clock_ms = clock_ms
@@ -132,12 +136,22 @@ class InboundAudio:
         self._packets = 0
         self._processed = 0
         self._dropped = 0
-        self._worker = _Worker(speaker, settings, record_path, self._deliver)
+        self.on_pcm = on_pcm
+        """Who gets the decoded PCM (on the loop); may be set or cleared at any time."""
+        self._worker = _Worker(
+            speaker,
+            settings,
+            record_path,
+            self._deliver,
+            decoder or OpusDecoder(),
+            segment=on_event is not None,
+            pcm_out=self._deliver_pcm,
+        )
         self._own_thread = audio_thread is None
         self._thread = audio_thread or AudioThread(f"inbound-audio-{speaker}")
 
-    def feed_opus(self, payload: bytes) -> None:
-        """One RTP payload, in arrival order. Never blocks; call on the event loop."""
+    def feed(self, payload: bytes) -> None:
+        """One payload of the ingress's codec, in arrival order. Never blocks; on the loop."""
         if self._closed:
             return
         if self._packets - self._processed >= MAX_BACKLOG_PACKETS:
@@ -147,6 +161,9 @@ class InboundAudio:
             return
         self._packets += 1
         self._thread.submit(self, payload, self._clock_ms())
+
+    feed_opus = feed
+    """The WebRTC ingress's name for `feed` (its payloads are Opus)."""
 
     def close(self) -> None:
         """Flush the open utterance as final and stop. Safe to call twice."""
@@ -206,11 +223,23 @@ class InboundAudio:
 
     def _deliver(self, events: list[SegmentEvent]) -> None:
         """From the audio thread: hand events to the loop."""
+        on_event = self._on_event
+        if on_event is None:
+            return
         for event in events:
             try:
-                self._loop.call_soon_threadsafe(self._on_event, event)
+                self._loop.call_soon_threadsafe(on_event, event)
             except RuntimeError:
                 # The loop is closed: the process is shutting down and nobody listens.
+                return
+
+    def _deliver_pcm(self, pcm: bytes) -> None:
+        """From the audio thread: one payload's worth of PCM to the loop's listener."""
+        on_pcm = self.on_pcm
+        if on_pcm is not None and not self._closed:
+            try:
+                self._loop.call_soon_threadsafe(on_pcm, pcm)
+            except RuntimeError:
                 return
 
 
@@ -223,12 +252,18 @@ class _Worker:
         settings: SpeechSettings,
         record_path: Path | None,
         deliver: Callable[[list[SegmentEvent]], None],
+        decoder: AudioDecoder,
+        *,
+        segment: bool = True,
+        pcm_out: Callable[[bytes], None] | None = None,
     ) -> None:
         self._speaker = speaker
         self._settings = settings
         self._record_path = record_path
         self._deliver = deliver
-        self._decoder = OpusDecoder()
+        self._decoder = decoder
+        self._segment = segment
+        self._pcm_out = pcm_out
         self._vad = VoiceActivityDetector(settings.vad_aggressiveness, FRAME_MS)
         self._segmenter: Segmenter | None = None
         self._origin_ms = 0
@@ -263,10 +298,12 @@ class _Worker:
             self.decode_errors += 1
             if self.decode_errors in (1, 10, 100) or self.decode_errors % 1000 == 0:
                 logger.warning(
-                    "%s: skipped an undecodable Opus payload (%d so far): %s",
-                    self._speaker, self.decode_errors, exc,
+                    "%s: skipped an undecodable %s payload (%d so far): %s",
+                    self._speaker, self._decoder.codec, self.decode_errors, exc,
                 )  # fmt: skip
             return
+        if self._pcm_out is not None and pcm:
+            self._pcm_out(pcm)
         self._audio(self._segmenter, pcm)
 
     @property
@@ -277,13 +314,15 @@ class _Worker:
     def finish(self) -> None:
         if self._segmenter is not None:
             self._audio(self._segmenter, self._decoder.flush())
-            self._deliver(self._segmenter.flush())
+            if self._segment:
+                self._deliver(self._segmenter.flush())
 
     def _fill_gap(self, segmenter: Segmenter, arrival_ms: int) -> None:
         gap_ms = arrival_ms - (self._origin_ms + self.audio_samples * 1000 // SAMPLE_RATE)
         if gap_ms < GAP_MS:
             return
-        self._deliver(segmenter.skip(gap_ms))
+        if self._segment:
+            self._deliver(segmenter.skip(gap_ms))
         self._vad.reset()
         # Whole frames only, so that segment times stay on the segmenter's frame grid.
         gap_ms -= gap_ms % FRAME_MS
@@ -294,7 +333,8 @@ class _Worker:
         if pcm:
             self.audio_samples += len(pcm) // SAMPLE_WIDTH
             self._record(pcm)
-            self._deliver(segmenter.push(pcm))
+            if self._segment:
+                self._deliver(segmenter.push(pcm))
 
     def _record(self, pcm: bytes) -> None:
         path = self._record_path

@@ -1,18 +1,25 @@
-"""Outbound audio made of Opus packets that were already encoded (forwarded or pre-encoded).
+"""A WebRTC participant's outbound audio: Opus forwarded as received, or 16 kHz PCM encoded.
 
 aiortc's RTCRtpSender sends an `av.Packet` as it is, without re-encoding, so relaying a
-party's voice costs a copy instead of a decode and an encode per leg.
+browser's voice to another browser costs a copy instead of a decode and an encode per
+leg. Voices that arrive as something else (a phone caller's μ-law, a voice agent's speech)
+come as 16 kHz PCM from the pipeline and are encoded here, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import time
 from collections import deque
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .encode import FRAME_BYTES, FRAME_MS, OpusEncoder
+
+log = logging.getLogger(__name__)
 
 OPUS_RATE = 48000
 TIME_BASE = fractions.Fraction(1, OPUS_RATE)
@@ -42,12 +49,19 @@ def opus_packet_samples(payload: bytes) -> int:
     return max(per_frame * max(frames, 1), 120)
 
 
-class ForwardedAudioTrack(MediaStreamTrack):
-    """Plays Opus payloads pushed to it, in arrival order, stamped on a continuous clock.
+MAX_PCM_S = 60.0
+"""PCM held for playing (a voice agent may hand over a whole reply at once); past this the
+oldest is dropped."""
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    """Plays Opus payloads pushed to it, in arrival order, stamped on a continuous clock;
+    or 16 kHz PCM, encoded to Opus and released one 20 ms frame per 20 ms of wall clock.
 
     Timestamps follow the packets' own durations while they flow and jump ahead by the
     real gap after a pause (the other party not connected, or silent), so receivers'
-    jitter buffers see a sane timeline across reconnects.
+    jitter buffers see a sane timeline across reconnects and across a change of source
+    (a voice agent handing over to a browser agent). One source plays at a time.
     """
 
     kind = "audio"
@@ -55,6 +69,9 @@ class ForwardedAudioTrack(MediaStreamTrack):
     def __init__(self, max_queue: int = 25) -> None:
         super().__init__()
         self._queue: deque[bytes] = deque(maxlen=max_queue)
+        self._pcm = bytearray()
+        self._pcm_due = 0.0
+        self._encoder: OpusEncoder | None = None
         self._ready = asyncio.Event()
         self._pts: int | None = None
         self._last_wall = 0.0
@@ -71,15 +88,59 @@ class ForwardedAudioTrack(MediaStreamTrack):
         self.packets_in += 1
         self._ready.set()
 
+    def push_pcm(self, pcm: bytes) -> None:
+        """16 kHz mono s16 to play; any length (kept whole-frame aligned here)."""
+        if self.readyState != "live" or not pcm:
+            return
+        self._pcm += pcm
+        excess = len(self._pcm) - int(MAX_PCM_S * 1000 / FRAME_MS) * FRAME_BYTES
+        if excess > 0:
+            del self._pcm[: excess + (-excess % FRAME_BYTES)]
+            self.dropped += 1
+        self._ready.set()
+
+    def clear(self) -> int:
+        """Drop the PCM not yet played (barge-in); returns the milliseconds dropped."""
+        dropped_ms = len(self._pcm) // FRAME_BYTES * FRAME_MS
+        self._pcm.clear()
+        return dropped_ms
+
     async def recv(self) -> av.Packet:
-        while not self._queue:
+        while True:
+            while not self._queue and len(self._pcm) < FRAME_BYTES:
+                if self.readyState != "live":
+                    raise MediaStreamError
+                self._ready.clear()
+                await self._ready.wait()
             if self.readyState != "live":
                 raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
-        if self.readyState != "live":
-            raise MediaStreamError
-        payload = self._queue.popleft()
+            if self._queue:
+                return self._stamp(self._queue.popleft())
+            payload = await self._encode_pcm_frame()
+            if payload is not None:
+                return self._stamp(payload)
+
+    async def _encode_pcm_frame(self) -> bytes | None:
+        # Paced from a clock, not by sleeping 20 ms per frame: sleeps overshoot and the
+        # drift adds up. After an idle stretch the clock restarts at now.
+        now = time.monotonic()
+        if self._pcm_due < now - 0.1:
+            self._pcm_due = now
+        elif self._pcm_due > now:
+            await asyncio.sleep(self._pcm_due - now)
+        self._pcm_due += FRAME_MS / 1000
+        frame = bytes(self._pcm[:FRAME_BYTES])
+        if len(frame) < FRAME_BYTES:  # cleared while we slept
+            return None
+        del self._pcm[:FRAME_BYTES]
+        if self._encoder is None:
+            self._encoder = OpusEncoder()
+        # Opus encoding stays off the event loop (as aiortc does for the frames it encodes).
+        loop = asyncio.get_running_loop()
+        packets = await loop.run_in_executor(None, self._encoder.encode, frame)
+        return packets[0] if packets else None
+
+    def _stamp(self, payload: bytes) -> av.Packet:
         now = time.monotonic()
         samples = opus_packet_samples(payload)
         if self._pts is None:
@@ -96,4 +157,8 @@ class ForwardedAudioTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        self._pcm.clear()
         self._ready.set()
+
+
+ForwardedAudioTrack = OutboundAudioTrack

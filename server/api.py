@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, update
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from server import events, identity
@@ -20,7 +20,9 @@ from server.hub import CallHub
 from server.models import Call, CallCaller, CallEvent, Customer
 from server.ratelimit import client_address
 from server.store import Store
+from signaling.errors import IceGatheringError, InvalidOffer
 from signaling.ice import ice_servers
+from signaling.peer import Peer
 
 from server.keys import HUB, LIMITS, PRINCIPAL, REVOCATIONS, SETTINGS, STORE, TOKENS  # isort: skip
 
@@ -267,22 +269,9 @@ async def verify_caller(request: web.Request) -> web.Response:
 async def accept_call(request: web.Request) -> web.Response:
     who = principal(request)
     require_role(who, "agent")
-    hub: CallHub = request.app[HUB]
     call_id = request.match_info["call_id"]
-    await hub.load_call(call_id)  # 404 first
-    store: Store = request.app[STORE]
-    async with store.write() as session:
-        result = await session.execute(
-            update(Call)
-            .where(col(Call.id) == call_id, col(Call.state) == "waiting")
-            .values(state="active", agent=who.subject, accepted_at=events.now_ms())
-        )
-        taken = result.rowcount == 1  # type: ignore[attr-defined]
-    if not taken:
-        raise conflict("the call is not waiting (taken or ended)", "call_not_waiting")
-    call = await hub.load_call(call_id)
-    live = await hub.session(call_id)
-    await live.on_accepted(call)
+    live = await request.app[HUB].session(call_id)  # 404 first
+    await live.accept(who.subject)
     return web.json_response({"call_id": call_id, "state": "active"})
 
 
@@ -466,6 +455,22 @@ async def offer(request: web.Request) -> web.Response:
         raise conflict("the call has ended", "call_ended")
     if who.role == "agent" and call.state != "active":
         raise conflict("accept the call before connecting", "call_not_active")
-    live = await request.app[HUB].session(call.id)
-    answer = await live.connect(who.role, sdp)
+    hub: CallHub = request.app[HUB]
+    live = await hub.session(call.id)
+    settings = request.app[SETTINGS]
+    peer = Peer(
+        role=who.role,
+        configuration=hub.services.rtc_configuration(),
+        connect_timeout_s=settings.ice_connect_timeout_s,
+    )
+    try:
+        answer = await peer.answer(sdp, settings.ice_gather_timeout_s)
+    except BaseException as exc:
+        await peer.close()
+        if isinstance(exc, InvalidOffer | IceGatheringError):
+            error = ApiError(400 if isinstance(exc, InvalidOffer) else 503, exc.code, exc.message)
+            error.detail = exc.detail  # for staff and logs only
+            raise error from None
+        raise
+    await live.join(peer)  # an offer to a call that ended meanwhile → 409, peer closed
     return web.json_response({"sdp": answer.sdp, "type": answer.type})

@@ -20,6 +20,8 @@ SUGGESTION_FEEDBACK = "suggestion_feedback"
 SUMMARY = "summary"
 STATUS = "status"
 PONG = "pong"
+DTMF = "dtmf"
+"""A key a caller pressed: agent only, live, not persisted (API.md "Phone callers")."""
 
 # Everything except these goes to the call's agent (and admins) only.
 _CUSTOMER_VISIBLE = frozenset({CALL_STATE, TRANSCRIPT, STATUS, PONG})

@@ -1,39 +1,17 @@
-"""The live calls of this process and the services they share (engines, ICE settings)."""
+"""The live calls of this process; each is a CallSession, made on first use."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-from aiortc import RTCConfiguration
-from sqlalchemy import update
-from sqlmodel import col
-
-from server.config import Settings
 from server.errors import not_found
-from server.events import now_ms
 from server.identity import is_verified
 from server.models import Call
+from server.services import Services
 from server.session import CallSession
 from server.store import Store
-from signaling.ice import ice_servers, rtc_configuration
 
-
-@dataclass
-class Services:
-    """What a CallSession needs from the process; `None` factories switch a stage off."""
-
-    settings: Settings
-    speech_pipeline: Callable[..., Any] | None = None
-    transcriber: Callable[..., Any] | None = None
-    assistant: Callable[..., Any] | None = None
-
-    def rtc_configuration(self) -> RTCConfiguration:
-        s = self.settings
-        servers = ice_servers(s.stun_urls, s.turn_urls, s.turn_secret, s.turn_ttl_s, "callassist-server")
-        return rtc_configuration(servers, s.ice_transport_policy)
+__all__ = ["CallHub", "Services"]
 
 
 class CallHub:
@@ -69,18 +47,9 @@ class CallHub:
             return live
 
     async def end_call(self, call_id: str, reason: str | None = None) -> bool:
-        """End a call that is not ended yet (False if it already was)."""
-        async with self.store.write() as session:
-            result = await session.execute(
-                update(Call)
-                .where(col(Call.id) == call_id, col(Call.state) != "ended")
-                .values(state="ended", ended_at=now_ms())
-            )
-            changed = result.rowcount == 1  # type: ignore[attr-defined]
-        if changed:
-            live = await self.session(call_id)
-            await live.on_ended(await self.load_call(call_id), reason=reason)
-        return changed
+        """End a call that is not ended yet (False if it already was); the session does it."""
+        live = await self.session(call_id)
+        return await live.end(reason)
 
     def get_live(self, call_id: str) -> CallSession | None:
         return self._sessions.get(call_id)

@@ -1,16 +1,39 @@
-"""Builds the engines a process shares (speech-to-text, suggestions) from the settings."""
+"""What calls share in a process (audio thread, speech-to-text, suggestions, ICE settings),
+and the one place that builds those engines from the settings."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+from aiortc import RTCConfiguration
 
 from server.config import Settings
 from server.files import new_recording_part
-from server.hub import Services
 from server.store import Store
+from signaling.ice import ice_servers, rtc_configuration
+
+
+@dataclass
+class Services:
+    """What a CallSession needs from the process; `None` factories switch a stage off.
+
+    `speech_pipeline` decodes a participant's inbound audio (and segments it when the
+    session passes `on_event`); `transcriber` turns segments into transcripts.
+    """
+
+    settings: Settings
+    speech_pipeline: Callable[..., Any] | None = None
+    transcriber: Callable[..., Any] | None = None
+    assistant: Callable[..., Any] | None = None
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        s = self.settings
+        servers = ice_servers(s.stun_urls, s.turn_urls, s.turn_secret, s.turn_ttl_s, "callassist-server")
+        return rtc_configuration(servers, s.ice_transport_policy)
 
 
 async def build_services(
@@ -19,37 +42,41 @@ async def build_services(
     services = Services(settings=settings)
     closers: list[Callable[[], Awaitable[None]]] = []
 
+    # Decoding runs whatever the speech-to-text setting: a phone caller's μ-law must become
+    # PCM for a browser agent to hear it. The thread only works for calls that need it.
+    from media.pipeline import AudioThread, InboundAudio
+
+    loop = asyncio.get_running_loop()
+    recordings = settings.data_dir / "recordings"
+    audio_thread = AudioThread()
+
+    async def close_audio() -> None:
+        await asyncio.to_thread(audio_thread.close)
+
+    closers.append(close_audio)
+
+    def speech_pipeline(*, speaker: str, call_id: str, **kwargs: Any) -> InboundAudio:
+        record_path = None
+        if settings.speech.record_audio and kwargs.get("on_event") is not None:
+            record_path = new_recording_part(recordings / call_id, speaker)
+        return InboundAudio(
+            speaker=speaker,
+            settings=settings.speech,
+            loop=loop,
+            record_path=record_path,
+            audio_thread=audio_thread,
+            **kwargs,
+        )
+
+    services.speech_pipeline = speech_pipeline
+
     if settings.speech.engine != "off":
-        from media.pipeline import AudioThread, InboundAudio
         from media.stt import create_speech_to_text
         from media.transcriber import CallTranscriber
 
         stt = create_speech_to_text(settings.speech)
         await stt.start()
         closers.append(stt.aclose)
-        loop = asyncio.get_running_loop()
-        recordings = settings.data_dir / "recordings"
-        audio_thread = AudioThread()
-
-        async def close_audio() -> None:
-            await asyncio.to_thread(audio_thread.close)
-
-        closers.append(close_audio)
-
-        def speech_pipeline(*, speaker: str, call_id: str, **kwargs: Any) -> InboundAudio:
-            record_path = None
-            if settings.speech.record_audio:
-                record_path = new_recording_part(recordings / call_id, speaker)
-            return InboundAudio(
-                speaker=speaker,
-                settings=settings.speech,
-                loop=loop,
-                record_path=record_path,
-                audio_thread=audio_thread,
-                **kwargs,
-            )
-
-        services.speech_pipeline = speech_pipeline
         services.transcriber = functools.partial(
             CallTranscriber, engine=stt, settings=settings.speech
         )

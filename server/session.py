@@ -1,21 +1,26 @@
-"""One live call: its participants' peers, its event log, and its media and assist pipelines.
+"""One live call: its lifecycle, its participants, its event log, its media and assist pipelines.
 
-The audio path of a call reads top to bottom here:
+A call holds participants (media/participant.py) and knows no transport: a browser over
+WebRTC and a phone caller over a media stream look the same here. The audio path of a
+call reads top to bottom:
 
-    participant's Opus (media/tap.py)
-      ├─► the other participant's ForwardedAudioTrack (media/relay.py), as received
-      └─► InboundAudio: decode → 16 kHz mono → VAD → utterances (media/pipeline.py)
+    a participant's payloads, in its own codec (`on_audio`)
+      ├─► participants that play that codec, as received (Opus browser → browser)
+      └─► InboundAudio: the ingress's decoder → 16 kHz mono → VAD → utterances (media/pipeline.py)
+            ├─► PCM to participants that cannot take the codec (`_on_pcm` → `play_pcm`)
             └─► CallTranscriber: per-call speech-to-text queue (media/transcriber.py)
                   └─► `transcript` events ─► CallAssistant suggestions (server/assist/)
 
 Every event leaves through `publish`, which persists what API.md says is persisted, numbers
-it, and hands it to the recipients `events.visible_to` allows.
+it, and hands it to the recipients `events.visible_to` allows. The state changes of a call
+(created, accepted, ended) happen here and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,19 +29,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from media.participant import Participant
 from server import events
+from server.errors import conflict
 from server.identity import is_verified
 from server.models import Call, CallEvent
 from server.redaction import CallRedactor
 from server.store import Store
-from signaling.peer import Peer
 
 if TYPE_CHECKING:
-    from server.hub import Services
+    from server.services import Services
 
 log = logging.getLogger(__name__)
 
-OTHER = {"customer": "agent", "agent": "customer"}
+TRANSCRIBED = ("customer", "agent")
+"""Roles whose voices go through speech-to-text (a voice agent's words are its own text)."""
 
 
 @dataclass
@@ -53,12 +60,14 @@ class CallSession:
         self.call_id = call.id
         self.store = store
         self.services = services
-        self.peers: dict[str, Peer] = {}
-        self._live: set[Peer] = set()  # peers whose replay is done and who get live events
+        self.participants: dict[str, Participant] = {}
+        # Participants whose replay is done and who get live events.
+        self._live: set[Participant] = set()
         self.subscribers: list[Subscriber] = []
         self._publish_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, Any] = {}
+        self._pipeline_codecs: dict[str, str] = {}
         self._transcriber: Any = None
         self.assistant: Any = None
         self._closed = False
@@ -99,17 +108,18 @@ class CallSession:
 
     def _fan_out(self, event: dict[str, Any]) -> None:
         texts: dict[str, str] = {}
-        for peer in list(self._live):
-            if events.visible_to(event, peer.role):  # type: ignore[arg-type]
-                if peer.role not in texts:
-                    texts[peer.role] = events.encode(events.for_role(event, peer.role))  # type: ignore[arg-type]
-                peer.send(texts[peer.role])
+        for participant in list(self._live):
+            role = participant.role
+            if events.visible_to(event, role):  # type: ignore[arg-type]
+                if role not in texts:
+                    texts[role] = events.encode(events.for_role(event, role))  # type: ignore[arg-type]
+                participant.send_event(texts[role])
         for sub in self.subscribers:
             if events.visible_to(event, sub.role):  # type: ignore[arg-type]
                 sub.queue.put_nowait(event)
 
-    def send_to(self, peer: Peer, event: dict[str, Any]) -> None:
-        peer.send(events.encode(event))
+    def send_to(self, participant: Participant, event: dict[str, Any]) -> None:
+        participant.send_event(events.encode(event))
 
     async def history(self, role: str, after: int = 0) -> list[dict[str, Any]]:
         async with self.store.session() as session:
@@ -136,112 +146,162 @@ class CallSession:
         with contextlib.suppress(ValueError):
             self.subscribers.remove(sub)
 
-    # -- peers ----------------------------------------------------------------------------
+    # -- participants (CallPort) -------------------------------------------------------------
 
-    async def connect(self, role: str, sdp: str) -> Any:
-        """Answer `role`'s offer; a new offer replaces that participant's previous peer."""
-        peer = Peer(
-            role=role,
-            configuration=self.services.rtc_configuration(),
-            on_opus=lambda payload: self._on_opus(role, payload),
-            on_channel_open=self._on_channel_open,
-            on_message=self._on_message,
-            on_closed=self._on_peer_closed,
-            connect_timeout_s=self.services.settings.ice_connect_timeout_s,
-        )
-        try:
-            answer = await peer.answer(sdp, self.services.settings.ice_gather_timeout_s)
-        except BaseException:
-            await peer.close()
-            raise
+    async def join(self, participant: Participant) -> None:
+        """Add a participant; it replaces the one in the same role (a reconnect)."""
         if self.call.state == "ended" or self._closed:
-            await peer.close()
-            from server.errors import conflict
-
+            await participant.close()
             raise conflict("the call has ended", "call_ended")
-        previous = self.peers.get(role)
-        self.peers[role] = peer
-        if previous is not None:
+        participant.bind(self)
+        previous = self.participants.get(participant.role)
+        self.participants[participant.role] = participant
+        self._route_pcm()
+        if previous is not None and previous is not participant:
+            self._live.discard(previous)
             self._spawn(previous.close())
-        return answer
 
     def caller_live(self) -> bool:
-        """Whether the caller is on the line now (a connected peer)."""
-        peer = self.peers.get("customer")
-        return peer is not None and peer.connection_state == "connected"
+        """Whether the caller is on the line now (a connected peer or phone stream)."""
+        caller = self.participants.get("customer")
+        return caller is not None and caller.connected
 
-    def _on_peer_closed(self, peer: Peer) -> None:
-        if peer.role == "customer":
+    def on_left(self, participant: Participant, *, hung_up: bool) -> None:
+        if participant.role == "customer":
             self.caller_seen_ms = events.now_ms()
-        self._live.discard(peer)
-        if self.peers.get(peer.role) is peer:
-            del self.peers[peer.role]
+        self._live.discard(participant)
+        if self.participants.get(participant.role) is participant:
+            del self.participants[participant.role]
+            self._route_pcm()
+            if hung_up and not self._closed and self.call.state != "ended":
+                # A phone caller hanging up is the customer pressing Hang up.
+                self._spawn(self.end())
 
-    def _on_channel_open(self, peer: Peer) -> None:
-        self._spawn(self._replay(peer))
+    def on_ready(self, participant: Participant) -> None:
+        self._spawn(self._replay(participant))
 
-    async def _replay(self, peer: Peer) -> None:
+    async def _replay(self, participant: Participant) -> None:
         async with self._publish_lock:
-            for event in await self.history(peer.role):
-                peer.send(events.encode(event))
-            if self.peers.get(peer.role) is peer:
-                self._live.add(peer)
+            for event in await self.history(participant.role):
+                participant.send_event(events.encode(event))
+            if self.participants.get(participant.role) is participant:
+                self._live.add(participant)
 
-    def _on_message(self, peer: Peer, raw: str | bytes) -> None:
+    def on_message(self, participant: Participant, raw: str | bytes) -> None:
         try:
-            message = events.parse_client_message(raw, peer.role)  # type: ignore[arg-type]
+            message = events.parse_client_message(raw, participant.role)  # type: ignore[arg-type]
         except events.ClientMessageError as exc:
-            self.send_to(peer, events.status(self.call_id, "error", exc.code, str(exc)))
+            self.send_to(participant, events.status(self.call_id, "error", exc.code, str(exc)))
             return
         kind = message["type"]
         if kind == "ping":
-            self.send_to(peer, events.make(events.PONG, self.call_id))
+            self.send_to(participant, events.make(events.PONG, self.call_id))
         elif kind == "stop_suggestions":
             if self.assistant is not None:
                 self._spawn(self.assistant.stop())
         elif kind == "suggestion_feedback":
-            self._spawn(self._feedback(peer, message["suggestion_id"], message["action"]))
+            self._spawn(self._feedback(participant, message["suggestion_id"], message["action"]))
 
-    async def _feedback(self, peer: Peer, suggestion_id: str, action: str) -> None:
+    def on_dtmf(self, participant: Participant, digit: str) -> None:
+        event = events.make(events.DTMF, self.call_id, digit=digit, speaker=participant.role)
+        self._spawn(self.publish(event))
+
+    async def _feedback(self, participant: Participant, suggestion_id: str, action: str) -> None:
         if self.assistant is None:
             self.send_to(
-                peer,
+                participant,
                 events.status(self.call_id, "error", "unknown_suggestion", "no such suggestion"),
             )
             return
         try:
             await self.assistant.feedback(suggestion_id, action)
         except ValueError as exc:
-            self.send_to(peer, events.status(self.call_id, "error", "unknown_suggestion", str(exc)))
+            self.send_to(
+                participant, events.status(self.call_id, "error", "unknown_suggestion", str(exc))
+            )
 
     # -- media ----------------------------------------------------------------------------
 
-    def _on_opus(self, role: str, payload: bytes) -> None:
-        other = self.peers.get(OTHER[role])
-        if other is not None:
-            other.outbound.push(payload)
+    def on_audio(self, participant: Participant, payload: bytes) -> None:
+        """Forward as received where the codec allows; decode once for everything else."""
+        needs_pcm = False
+        for other in self.participants.values():
+            if other is participant:
+                continue
+            if participant.codec in other.forwards:
+                other.play_encoded(payload)
+            else:
+                needs_pcm = True
+        role = participant.role
         pipeline = self._pipelines.get(role)
+        if pipeline is not None and self._pipeline_codecs.get(role) != participant.codec:
+            # The role came back over another transport: its old decoder cannot read this.
+            self._retire_pipeline(role)
+            pipeline = None
         if pipeline is None and not self._closed and self.call.state != "ended":
-            pipeline = self._start_pipeline(role)
+            pipeline = self._start_pipeline(participant, needs_pcm)
         if pipeline is not None:
-            pipeline.feed_opus(payload)
+            pipeline.feed(payload)
 
-    def _start_pipeline(self, role: str) -> Any:
+    def _on_pcm(self, role: str, pcm: bytes) -> None:
+        """A participant's voice as 16 kHz PCM (from the audio thread, on the loop)."""
+        source = self.participants.get(role)
+        codec = source.codec if source is not None else None
+        for other in self.participants.values():
+            if other.role != role and codec not in other.forwards:
+                other.play_pcm(pcm)
+
+    def interrupt(self, participant: Participant) -> None:
+        for other in self.participants.values():
+            if other is not participant:
+                other.clear_audio()
+
+    def _retire_pipeline(self, role: str) -> None:
+        pipeline = self._pipelines.pop(role)
+        self._pipeline_codecs.pop(role, None)
+        self._spawn(asyncio.to_thread(pipeline.close))
+
+    def _start_pipeline(self, participant: Participant, needs_pcm: bool) -> Any:
+        """The participant's decoder → VAD → segments, made when someone needs its audio:
+        the transcriber (people's voices), or a participant that cannot take its codec."""
         factory = self.services.speech_pipeline
-        if factory is None or self.services.transcriber is None:
+        transcribe = self.services.transcriber is not None and participant.role in TRANSCRIBED
+        if factory is None or not (transcribe or needs_pcm):
             return None
-        if self._transcriber is None:
-            self._transcriber = self.services.transcriber(
-                emit_transcript=self._emit_transcript, emit_status=self._emit_status
-            )
-        pipeline = factory(
-            speaker=role,
-            call_id=self.call_id,
-            clock_ms=self.clock_ms,
-            on_event=self._transcriber.submit,
-        )
+        role = participant.role
+        on_event = None
+        if transcribe:
+            if self._transcriber is None:
+                self._transcriber = self.services.transcriber(  # type: ignore[misc]
+                    emit_transcript=self._emit_transcript, emit_status=self._emit_status
+                )
+            on_event = self._transcriber.submit
+        kwargs: dict[str, Any] = {
+            "speaker": role,
+            "call_id": self.call_id,
+            "clock_ms": self.clock_ms,
+            "on_event": on_event,
+            "decoder": participant.decoder(),
+        }
+        pipeline = factory(**kwargs)
         self._pipelines[role] = pipeline
+        self._pipeline_codecs[role] = participant.codec
+        self._route_pcm()
         return pipeline
+
+    def _route_pcm(self) -> None:
+        """Decoded PCM flows from a speaker's pipeline only while someone needs it: a
+        participant that cannot play the speaker's payloads as received."""
+        for role, pipeline in self._pipelines.items():
+            codec = self._pipeline_codecs.get(role)
+            wanted = any(
+                other.role != role and codec not in other.forwards
+                for other in self.participants.values()
+            )
+            if not wanted:
+                pipeline.on_pcm = None
+            elif pipeline.on_pcm is None:
+                pipeline.on_pcm = functools.partial(self._on_pcm, role)
 
     def clock_ms(self) -> int:
         start = self.call.accepted_at or self.call.created_at
@@ -298,6 +358,39 @@ class CallSession:
     async def on_created(self) -> None:
         await self.publish(events.make(events.CALL_STATE, self.call_id, state="waiting"))
 
+    async def accept(self, agent: str) -> None:
+        """waiting → active for `agent`; a call that is not waiting → 409."""
+        async with self.store.write() as session:
+            result = await session.execute(
+                update(Call)
+                .where(col(Call.id) == self.call_id, col(Call.state) == "waiting")
+                .values(state="active", agent=agent, accepted_at=events.now_ms())
+            )
+            taken = result.rowcount == 1  # type: ignore[attr-defined]
+        if not taken:
+            raise conflict("the call is not waiting (taken or ended)", "call_not_waiting")
+        await self.on_accepted(await self._reload())
+
+    async def end(self, reason: str | None = None) -> bool:
+        """Any open state → ended, once: a Hang up, an agent's End call, a phone hang-up,
+        an abandoned wait (`reason`). False if the call had already ended."""
+        async with self.store.write() as session:
+            result = await session.execute(
+                update(Call)
+                .where(col(Call.id) == self.call_id, col(Call.state) != "ended")
+                .values(state="ended", ended_at=events.now_ms())
+            )
+            changed = result.rowcount == 1  # type: ignore[attr-defined]
+        if changed:
+            await self.on_ended(await self._reload(), reason=reason)
+        return changed
+
+    async def _reload(self) -> Call:
+        async with self.store.session() as session:
+            call = await session.get(Call, self.call_id)
+        assert call is not None  # calls are never deleted
+        return call
+
     async def on_accepted(self, call: Call) -> None:
         self.call = call
         self.caller_verified = await is_verified(self.store, self.call_id)
@@ -342,7 +435,7 @@ class CallSession:
         self.call = call
         extra = {"reason": reason} if reason else {}
         await self.publish(events.make(events.CALL_STATE, self.call_id, state="ended", **extra))
-        # Speech already said is transcribed, then summarised, before peers go away.
+        # Speech already said is transcribed, then summarised, before participants go away.
         for pipeline in list(self._pipelines.values()):
             await asyncio.to_thread(pipeline.close)
         if self._transcriber is not None:
@@ -372,13 +465,15 @@ class CallSession:
         if self._closed:
             return
         self._closed = True
-        for peer in list(self.peers.values()):
-            await peer.close()
-        self.peers.clear()
+        participants = list(self.participants.values())
+        self.participants.clear()
         self._live.clear()
+        for participant in participants:
+            await participant.close()
         for pipeline in list(self._pipelines.values()):
             await asyncio.to_thread(pipeline.close)
         self._pipelines.clear()
+        self._pipeline_codecs.clear()
         if self._transcriber is not None:
             await self._transcriber.close()
         if self.assistant is not None:

@@ -1,8 +1,9 @@
-"""The server's end of one participant's WebRTC connection.
+"""The server's end of one participant's WebRTC connection: the `webrtc` kind of Participant.
 
 A Peer answers one offer: it terminates the participant's audio (tapped, not decoded,
-see media/tap.py), plays the other party's voice back to it through a
-ForwardedAudioTrack, and carries the `events` data channel.
+see media/tap.py) and hands the Opus payloads to its call, plays the others' voices back
+through an OutboundAudioTrack (Opus as received, or PCM it encodes), and carries the
+`events` data channel.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from media.relay import ForwardedAudioTrack
+from media.decode import AudioDecoder, OpusDecoder
+from media.participant import Participant
+from media.relay import OutboundAudioTrack
 from media.tap import tap_receiver
-from server.errors import ApiError, bad_request
+from signaling.errors import IceGatheringError, InvalidOffer
 from signaling.ice import count_candidates
 
 log = logging.getLogger(__name__)
@@ -26,29 +28,20 @@ log = logging.getLogger(__name__)
 MAX_SDP_BYTES = 64 * 1024
 
 
-class Peer:
-    def __init__(
-        self,
-        *,
-        role: str,
-        configuration: Any,
-        on_opus: Callable[[bytes], None],
-        on_channel_open: Callable[[Peer], None],
-        on_message: Callable[[Peer, str | bytes], None],
-        on_closed: Callable[[Peer], None],
-        connect_timeout_s: float = 30.0,
-    ) -> None:
+class Peer(Participant):
+    kind = "webrtc"
+    codec = "opus"
+    forwards = frozenset({"opus"})
+
+    def __init__(self, *, role: str, configuration: Any, connect_timeout_s: float = 30.0) -> None:
+        super().__init__()
         self.role = role
         self._connect_timeout_s = connect_timeout_s
         self._connected = False
         self._watchdog: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(configuration)
-        self.outbound = ForwardedAudioTrack()
+        self.outbound = OutboundAudioTrack()
         self.channel: RTCDataChannel | None = None
-        self._on_opus = on_opus
-        self._on_channel_open = on_channel_open
-        self._on_message = on_message
-        self._on_closed = on_closed
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self.pc.on("datachannel", self._handle_datachannel)
@@ -64,12 +57,14 @@ class Peer:
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc's parser raises anything from assert to KeyError
-            error = bad_request("the offer is not a valid SDP offer", "invalid_sdp")
-            error.detail = str(exc) or type(exc).__name__  # for staff and logs only
-            raise error from None
+            raise InvalidOffer(
+                "invalid_sdp",
+                "the offer is not a valid SDP offer",
+                detail=str(exc) or type(exc).__name__,
+            ) from None
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if len(audio) != 1:
-            raise bad_request("the offer must have exactly one audio m-line", "invalid_sdp")
+            raise InvalidOffer("invalid_sdp", "the offer must have exactly one audio m-line")
         transceiver = audio[0]
         tap_receiver(transceiver.receiver, self._on_opus)
         self.pc.addTrack(self.outbound)  # reuses the offered audio transceiver
@@ -77,20 +72,55 @@ class Peer:
         try:
             await asyncio.wait_for(self.pc.setLocalDescription(answer), gather_timeout_s)
         except TimeoutError:
-            raise ApiError(
-                503, "ice_gathering_timeout", "the server could not gather ICE candidates in time"
+            raise IceGatheringError(
+                "ice_gathering_timeout", "the server could not gather ICE candidates in time"
             ) from None
         local = self.pc.localDescription
         # A client that vanishes after its offer would hold our sockets for good.
         self._watchdog = asyncio.ensure_future(self._close_unless_connected())
         if count_candidates(local.sdp) == 0:
-            error = ApiError(503, "ice_gathering_failed", "the server could not set up media for this call")
-            error.detail = (
-                "no ICE candidates gathered: check the TURN URLs and secret "
-                "(relay-only needs a TURN server that accepts our credentials)"
+            raise IceGatheringError(
+                "ice_gathering_failed",
+                "the server could not set up media for this call",
+                detail="no ICE candidates gathered: check the TURN URLs and secret "
+                "(relay-only needs a TURN server that accepts our credentials)",
             )
-            raise error
         return local
+
+    # -- Participant ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return not self._closed and self.pc.connectionState == "connected"
+
+    def decoder(self) -> AudioDecoder:
+        return OpusDecoder()
+
+    def play_encoded(self, payload: bytes) -> None:
+        self.outbound.push(payload)
+
+    def play_pcm(self, pcm: bytes) -> None:
+        self.outbound.push_pcm(pcm)
+
+    def clear_audio(self) -> None:
+        self.outbound.clear()
+
+    def send_event(self, text: str) -> bool:
+        return self.send(text)
+
+    def _on_opus(self, payload: bytes) -> None:
+        if self.port is not None and not self._closed:
+            self.port.on_audio(self, payload)
+
+    def _on_channel_open(self) -> None:
+        if self.port is not None:
+            self.port.on_ready(self)
+
+    def _on_message(self, message: str | bytes) -> None:
+        if self.port is not None:
+            self.port.on_message(self, message)
+
+    # -- transport ----------------------------------------------------------------------------
 
     def send(self, text: str) -> bool:
         channel = self.channel
@@ -107,11 +137,11 @@ class Peer:
         if channel.label != "events":
             return
         self.channel = channel
-        channel.on("message", lambda message: self._on_message(self, message))
+        channel.on("message", self._on_message)
         if channel.readyState == "open":
-            self._on_channel_open(self)
+            self._on_channel_open()
         else:
-            channel.on("open", lambda: self._on_channel_open(self))
+            channel.on("open", self._on_channel_open)
 
     def _handle_state(self) -> None:
         if self.pc.connectionState == "connected":
@@ -139,17 +169,18 @@ class Peer:
         self.outbound.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        self._on_closed(self)
+        if self.port is not None:
+            self.port.on_left(self, hung_up=False)
 
 
 def _check_offer(sdp: Any) -> None:
     if not isinstance(sdp, str) or not sdp.strip():
-        raise bad_request("sdp must be a non-empty string", "invalid_sdp")
+        raise InvalidOffer("invalid_sdp", "sdp must be a non-empty string")
     if len(sdp) > MAX_SDP_BYTES:
-        raise bad_request("sdp is too large", "invalid_sdp")
+        raise InvalidOffer("invalid_sdp", "sdp is too large")
     if not sdp.startswith("v=0"):
-        raise bad_request("sdp must start with v=0", "invalid_sdp")
+        raise InvalidOffer("invalid_sdp", "sdp must start with v=0")
     if "m=audio" not in sdp:
-        raise bad_request("the offer has no audio m-line", "invalid_sdp")
+        raise InvalidOffer("invalid_sdp", "the offer has no audio m-line")
     if "a=fingerprint:" not in sdp or "a=ice-ufrag:" not in sdp:
-        raise bad_request("the offer lacks DTLS fingerprint or ICE credentials", "invalid_sdp")
+        raise InvalidOffer("invalid_sdp", "the offer lacks DTLS fingerprint or ICE credentials")
