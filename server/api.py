@@ -24,7 +24,7 @@ from signaling.errors import IceGatheringError, InvalidOffer
 from signaling.ice import ice_servers
 from signaling.peer import Peer
 
-from server.keys import HUB, LIMITS, PRINCIPAL, REVOCATIONS, SETTINGS, STORE, TOKENS  # isort: skip
+from server.keys import HUB, LIMITS, PHONE, PRINCIPAL, REVOCATIONS, SETTINGS, STORE, TOKENS  # isort: skip
 
 routes = web.RouteTableDef()
 
@@ -77,7 +77,7 @@ def call_json(
         "call_id": call.id,
         "state": call.state,
         "reason": call.reason,
-        "customer": identity.staff_customer(customer, call, link, caller),
+        "customer": {**identity.staff_customer(customer, call, link, caller), "channel": call.channel},
         "agent": call.agent,
         "created_at": call.created_at,
         "accepted_at": call.accepted_at,
@@ -398,9 +398,20 @@ async def stats(request: web.Request) -> web.Response:
     by_state = {state: count for state, count in rows}
     feedback = await feedback_stats(request.app[STORE])
     total = feedback["total"]
+    phone = request.app.get(PHONE)
+    phone_stats = getattr(phone, "stats", None)
     return web.json_response(
         {
             "calls": {s: by_state.get(s, 0) for s in ("waiting", "active", "ended")},
+            "phone": {
+                "streams": phone_stats.streams,
+                "rejected": phone_stats.rejected,
+                "malformed_messages": phone_stats.malformed,
+                "media_in": phone_stats.media_in,
+                "media_out": phone_stats.media_out,
+            }
+            if phone_stats is not None
+            else None,
             "live_sessions": request.app[HUB].live_count,
             "suggestions": {
                 "total": total["shown"],

@@ -20,6 +20,7 @@ from server.keys import (
     DEMO_CREDENTIALS,
     HUB,
     LIMITS,
+    PHONE,
     PRINCIPAL,
     REVOCATIONS,
     SETTINGS,
@@ -155,6 +156,10 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
         app[REVOCATIONS] = Revocations(store)
         services, close_services = await services_factory(settings, store)
         app[HUB] = CallHub(store, services)
+        if settings.twilio_auth_token:
+            from server.phone import Phone
+
+            app[PHONE] = Phone(resolve_secret_key(settings), settings.twilio_auth_token)
         reaper = WaitingReaper(app[HUB], settings.waiting_timeout_s)
         reaper.start()
         if settings.demo:
@@ -183,6 +188,10 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
     app.on_response_prepare.append(no_stale_assets)
     app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes)
+    if settings.twilio_auth_token:
+        from server import phone
+
+        app.add_routes(phone.routes)
     app.router.add_get("/api/config", _config)
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))

@@ -86,6 +86,11 @@ class Settings:
     redact: bool = True
     """Redact card numbers, security codes and SSNs from everything stored or sent, and
     silence them in recordings (`CALLASSIST_REDACT=off` to keep them; server/redaction.py)."""
+    public_url: str = ""
+    """The base URL the outside world uses (`https://cc.example.com`): Twilio signs its
+    webhooks against it and the phone stream URL is built from it."""
+    twilio_auth_token: str = ""
+    """The Twilio account's auth token; empty switches the `/twilio/` routes off (404)."""
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     assist: AssistSettings = field(default_factory=AssistSettings)
 
@@ -221,6 +226,8 @@ def load_settings(
         trusted_proxies=_csv(env.get("CALLASSIST_TRUSTED_PROXIES", "")),
         max_streams_per_call=_int(env, "CALLASSIST_MAX_STREAMS_PER_CALL", 10),
         redact=_bool(env, "CALLASSIST_REDACT", True),
+        public_url=env.get("CALLASSIST_PUBLIC_URL", "").strip().rstrip("/"),
+        twilio_auth_token=env.get("CALLASSIST_TWILIO_AUTH_TOKEN", "").strip(),
         speech=speech,
         assist=assist,
     )
@@ -242,6 +249,15 @@ def load_settings(
         raise ConfigError(
             "CALLASSIST_TURN_SECRET is required with CALLASSIST_TURN_URLS "
             "(the same value as coturn's static-auth-secret)"
+        )
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"CALLASSIST_PUBLIC_URL must start with http:// or https://, got {settings.public_url!r}"
+        )
+    if settings.twilio_auth_token and not settings.public_url:
+        raise ConfigError(
+            "CALLASSIST_PUBLIC_URL is required with CALLASSIST_TWILIO_AUTH_TOKEN "
+            "(Twilio signs its webhooks against the public URL)"
         )
     overrides = {k: v for k, v in flags.items() if v is not None}
     if "data_dir" in overrides:

@@ -18,3 +18,5 @@ DEMO_CREDENTIALS = web.AppKey("demo_credentials", dict)
 LIMITS = web.AppKey("limits", Limits)
 REVOCATIONS = web.AppKey("revocations", Revocations)
 PRINCIPAL = web.RequestKey("principal", Principal)
+PHONE = web.AppKey("phone", object)
+"""server.phone.Phone, when Twilio is configured."""

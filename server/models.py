@@ -52,6 +52,8 @@ class Call(SQLModel, table=True):
     state: str = Field(default="waiting", index=True, max_length=16)
     customer_id: str = Field(foreign_key="customer.id", index=True, max_length=40)
     agent: str | None = Field(default=None, max_length=64)
+    channel: str = Field(default="web", max_length=16)
+    """How the customer reached us: `web` (browser) or `phone`."""
     reason: str = ""
     created_at: int = Field(default_factory=now_ms, sa_column=Column(BigInteger, nullable=False))
     accepted_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

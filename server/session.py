@@ -478,10 +478,12 @@ class CallSession:
             await self._transcriber.close()
         if self.assistant is not None:
             await self.assistant.close()
-        for task in list(self._tasks):
+        # A hang-up ends the call from one of the session's own tasks: not itself.
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         for sub in self.subscribers:
             sub.queue.put_nowait(None)
         self.subscribers.clear()
