@@ -6,6 +6,13 @@
 It sends a WAV file as its microphone (encoded to Opus once, then paced in real time),
 saves what it hears to a WAV, and prints every event it receives as a JSON line.
 The same classes drive the test-suite and the load generator.
+
+    CALLASSIST_TWILIO_AUTH_TOKEN=... python -m server.qa --phone --wav hello.wav \
+        --server http://127.0.0.1:8080 --public-url https://cc.example.com --out heard.wav
+
+plays a phone caller through Twilio Media Streams instead (server/qa_phone.py): it signs
+the voice webhook with the auth token, opens the stream, sends the WAV as μ-law in real
+time and saves what it hears (8 kHz).
 """
 
 from __future__ import annotations
@@ -323,7 +330,46 @@ async def login(http: aiohttp.ClientSession, base_url: str, username: str, passw
         return str(data["token"])
 
 
+async def _run_phone(args: argparse.Namespace) -> int:
+    from server.qa_phone import PhoneError, TwilioCaller, wav_to_mulaw_frames
+
+    token = os.environ.get(args.twilio_auth_token_env, "")
+    if not token:
+        print(f"error: --phone needs the Twilio auth token in ${args.twilio_auth_token_env}", file=sys.stderr)
+        return 1
+    caller = TwilioCaller(args.server, token, public_url=args.public_url or None, caller=args.caller_id)
+    try:
+        await caller.dial()
+        print(json.dumps({"type": "qa_phone", "call_id": caller.call_id, "stream_url": caller.stream_url}), flush=True)
+        if args.wav:
+            caller.play(wav_to_mulaw_frames(args.wav))
+        for digit in args.dtmf or "":
+            await caller.dtmf(digit)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caller.closed_by_server.wait(), args.seconds)
+        hung_up_by_server = caller.closed_by_server.is_set()
+        if not hung_up_by_server:
+            await caller.stop()
+        if args.out:
+            caller.heard.save(args.out)
+        gaps = sorted(caller.heard.gaps_ms())
+        print(json.dumps({
+            "type": "qa_stats", "call_id": caller.call_id, "frames_sent": caller.sent_frames,
+            "frames_received": len(caller.heard.payloads), "clears": caller.heard.clears,
+            "marks": len(caller.heard.marks), "ended_by": "server" if hung_up_by_server else "caller",
+            "gap_p99_ms": round(gaps[int(0.99 * (len(gaps) - 1))], 1) if gaps else None,
+        }), flush=True)
+    except (PhoneError, aiohttp.ClientError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await caller.close()
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
+    if args.phone == "":
+        return await _run_phone(args)
     base = args.server.rstrip("/")
     packets = encode_wav_to_opus(args.wav) if args.wav else []
     roles = ["customer", "agent"] if args.pair else [args.role]
@@ -339,7 +385,7 @@ async def _run(args: argparse.Namespace) -> int:
         call_id = args.call_id
         try:
             if "customer" in roles:
-                cust = await customer_session(http, base, args.name, args.phone, args.email)
+                cust = await customer_session(http, base, args.name, args.phone or None, args.email)
                 customer = Participant(base, cust["token"], "customer", packets=packets, relay_only=args.relay_only, on_event=printer("customer"), http=http)
                 participants["customer"] = customer
                 if call_id is None:
@@ -387,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--pair", action="store_true", help="join as both customer and agent")
     parser.add_argument("--call-id", help="join this call (agent: accept it); default: create one / take the newest waiting")
     parser.add_argument("--name", default="QA Customer")
-    parser.add_argument("--phone")
+    # `--phone` alone: be a phone caller through Twilio Media Streams (simulated);
+    # `--phone NUMBER`: the browser customer's phone number, as before.
+    parser.add_argument("--phone", nargs="?", const="", help="alone: call as a phone caller through Twilio Media Streams (simulated); with a NUMBER: the customer's phone")
+    parser.add_argument("--from", dest="caller_id", default="+15550100001", help="--phone: the caller's number (Twilio's From)")
     parser.add_argument("--email")
     parser.add_argument("--reason", default="qa")
     parser.add_argument("--agent-user", default=os.environ.get("CALLASSIST_AGENT_USER"))
@@ -396,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write what is heard (the agent's side with --pair) to this WAV")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to stay in the call")
     parser.add_argument("--end", action="store_true", help="end the call before leaving")
+    parser.add_argument("--public-url", default=os.environ.get("CALLASSIST_PUBLIC_URL", ""), help="--phone: the server's CALLASSIST_PUBLIC_URL, which Twilio signs (default: --server)")
+    parser.add_argument("--twilio-auth-token-env", default="CALLASSIST_TWILIO_AUTH_TOKEN", help="--phone: environment variable holding the Twilio auth token")
+    parser.add_argument("--dtmf", help="--phone: keys to press after connecting, e.g. 12#")
     parser.add_argument("--relay-only", action="store_true", help="gather only TURN relay candidates")
     parser.add_argument("--ice-hosts", default=os.environ.get("CALLASSIST_ICE_HOSTS", ""), help="host addresses to gather (comma-separated)")
     args = parser.parse_args(argv)

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import numpy as np
 
 from server.keys import HUB
 from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
 from tests.conftest import Running, dominant_frequency, rms, wait_for_audio, write_tone
 from tests.phone.conftest import AUTH_TOKEN, PUBLIC_URL
 from tests.server.test_auth import assert_error
+from tests.server.test_cli import ROOT
 
 
 async def waiting_calls(run: Running, token: str) -> list[dict]:
@@ -292,3 +298,45 @@ class RequestSigner:
     def sign(self, url: str, form: dict[str, str]) -> str:
         return str(self._validator.compute_signature(url, form))
 
+
+
+async def test_qa_phone_command_plays_a_caller(
+    phone_server: Running, tmp_path: Path, tone_packets
+) -> None:
+    """`python -m server.qa --phone` (README): the agent hears its WAV, it saves what it hears."""
+    run = phone_server
+    agent_token = await run.agent()
+    wav = write_tone(tmp_path / "caller.wav", 660, 5.0, rate=16000)
+    out = tmp_path / "heard.wav"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.qa", "--phone", "--server", run.url,
+        "--public-url", PUBLIC_URL, "--from", "+15550107777", "--wav", str(wav),
+        "--dtmf", "7", "--seconds", "15", "--out", str(out),
+        env={**os.environ, "CALLASSIST_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def ringing() -> bool:
+        return bool(await waiting_calls(run, agent_token))
+
+    await wait_until(ringing, timeout=30)
+    [call] = await waiting_calls(run, agent_token)
+    assert call["customer"]["phone"] == "+15550107777"
+    await run.api.call("POST", f"/api/calls/{call['call_id']}/accept", agent_token)
+    agent = run.participant(agent_token, "agent", packets=tone_packets(880, 8.0))
+    await agent.connect(call["call_id"])
+    await wait_for_audio(agent, min_packets=100)
+    heard = agent.received.pcm(since_s=0.5)
+    assert abs(dominant_frequency(heard[: 48000 * 2]) - 660) < 15
+    await asyncio.sleep(3.0)
+    await run.api.call("POST", f"/api/calls/{call['call_id']}/end", agent_token)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, stderr.decode()
+    lines = [json.loads(line) for line in stdout.decode().splitlines()]
+    stats = next(e for e in lines if e["type"] == "qa_stats")
+    assert stats["ended_by"] == "server" and stats["frames_received"] > 100
+    with wave.open(str(out)) as saved:
+        assert saved.getframerate() == 8000
+        pcm = np.frombuffer(saved.readframes(saved.getnframes()), dtype=np.int16)
+    assert rms(pcm) > 500
+    assert abs(dominant_frequency(pcm[8000 : 8000 * 3], rate=8000) - 880) < 15
