@@ -133,6 +133,8 @@ class TwilioCaller:
         self._sequence = 0
         self._clip: list[bytes] = []
         self._clip_index = 0
+        self.loop_clip = False
+        """Start the clip over when it ends (load generation) instead of going silent."""
         self.clip_started_at: float | None = None
         self.clip_ended_at: float | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -253,6 +255,8 @@ class TwilioCaller:
                 self._clip_index += 1
                 if self._clip_index == len(self._clip):
                     self.clip_ended_at = time.monotonic()
+                    if self.loop_clip:
+                        self._clip_index = 0
             else:
                 payload = silence
             await self.send(

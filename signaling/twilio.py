@@ -38,9 +38,13 @@ MAX_PAYLOAD_BYTES = 8000
 """One second of μ-law: Twilio sends 160 bytes a message; more is not a media stream."""
 MAX_OUTBOUND_S = 60.0
 """Outbound audio held (a voice agent's whole reply may come at once); older is dropped."""
-LATE_RESTART_S = 0.1
-"""A sender this far behind its clock (idle, or starved of CPU) restarts the clock at now
-instead of bursting to catch up."""
+MAX_LATE_S = 0.1
+"""How far the sender may fall behind its clock (starved of CPU, or the source late) and
+still catch up by sending early; further behind (after a pause) the clock restarts at now."""
+PRIME_FRAMES = 3
+"""After a pause, sending starts once this many frames are queued (or one frame has waited
+PRIME_FRAMES × 20 ms): the voices we relay arrive from the audio thread in small batches,
+and 60 ms in hand keeps their jitter out of the caller's line."""
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MEDIA_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
 
@@ -298,16 +302,19 @@ class MediaStream(Participant):
         loop = asyncio.get_running_loop()
         due = 0.0
         while True:
-            while not self._outbound:
-                self._wake.clear()
-                await self._wake.wait()
+            if not self._outbound:
+                while not self._outbound:
+                    self._wake.clear()
+                    await self._wake.wait()
+                if due < loop.time() - MAX_LATE_S:
+                    await self._prime()
             item = self._outbound.popleft()
             if isinstance(item, _Mark):
                 await self._send({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": item.name}})
                 continue
             self._queued_frames -= 1
             now = loop.time()
-            if due < now - LATE_RESTART_S:
+            if due < now - MAX_LATE_S:
                 due = now
             elif due > now:
                 await asyncio.sleep(due - now)
@@ -316,6 +323,13 @@ class MediaStream(Participant):
             await self._send({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
             self.frames_sent += 1
             self.stats.media_out += 1
+
+    async def _prime(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PRIME_FRAMES * FRAME_S):
+                while self._queued_frames < PRIME_FRAMES:
+                    self._wake.clear()
+                    await self._wake.wait()
 
     def _send_json(self, message: dict[str, Any]) -> None:
         """Send out of band (a `clear` must not wait behind queued audio)."""
