@@ -63,11 +63,12 @@ async function refreshWaiting() {
     ...calls.map((call) => {
       const name = (call.customer && call.customer.name) || "unknown caller";
       const contact = call.customer && (call.customer.phone || call.customer.email);
-      const meta = [contact, call.reason, `waiting ${since(call.created_at)}`].filter(Boolean).join(" · ");
+      const phone = call.customer && call.customer.channel === "phone";
+      const meta = [phone ? `phone ${contact || ""}`.trim() : contact, call.reason, `waiting ${since(call.created_at)}`].filter(Boolean).join(" · ");
       return h(
         "li",
-        { class: "call-item", dataset: { callId: call.call_id } },
-        h("span", { class: "who" }, name),
+        { class: "call-item", dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
+        h("span", { class: "who" }, name, phone ? h("span", { class: "pill channel" }, "Phone") : null),
         h("span", { class: "meta" }, meta),
         h(
           "button",
@@ -136,6 +137,7 @@ function feedFor() {
   feed.on("suggestion_feedback", (event) => suggestions.feedback(event));
   feed.on("summary", (event) => showSummary(event.summary));
   feed.on("status", (event) => notices.serverStatus(event));
+  feed.on("dtmf", (event) => notices.info(`The caller pressed ${event.digit}`, { fade: 6000 }));
   return feed;
 }
 

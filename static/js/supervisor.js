@@ -66,11 +66,12 @@ async function refreshLive() {
     ...calls.map((call) => {
       const name = (call.customer && call.customer.name) || "unknown caller";
       const current = watching && watching.callId === call.call_id;
+      const phone = call.customer && call.customer.channel === "phone";
       return h(
         "li",
-        { class: `call-item${current ? " watching" : ""}`, dataset: { callId: call.call_id } },
-        h("span", { class: "who" }, name),
-        h("span", { class: "meta" }, [`agent: ${call.agent || "—"}`, call.reason, `for ${since(call.accepted_at || call.created_at)}`].filter(Boolean).join(" · ")),
+        { class: `call-item${current ? " watching" : ""}`, dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
+        h("span", { class: "who" }, name, phone ? h("span", { class: "pill channel" }, "Phone") : null),
+        h("span", { class: "meta" }, [phone ? `phone ${call.customer.phone || ""}`.trim() : null, `agent: ${call.agent || "—"}`, call.reason, `for ${since(call.accepted_at || call.created_at)}`].filter(Boolean).join(" · ")),
         h(
           "button",
           {

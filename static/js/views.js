@@ -280,6 +280,7 @@ export class CustomerView {
   }
 
   basic(customer) {
+    if (customer && customer.channel) this.channel = customer.channel;
     if (!customer || this.hasContext) return;
     this.root.replaceChildren(this._profile(customer));
   }
@@ -311,16 +312,18 @@ export class CustomerView {
   }
 
   _profile(customer) {
+    const channel = customer.channel || this.channel;
     return h(
       "div",
       { class: "context-block profile" },
       h("p", { class: "customer-name" }, customer.name || "Unknown caller", customer.tier && customer.tier !== "standard" ? h("span", { class: "pill tier" }, customer.tier) : null),
-      h("dl", {}, field("Phone", customer.phone), field("Email", customer.email), field("Customer since", formatDate(customer.created_at)), field("Notes", customer.notes)),
+      h("dl", {}, field("Channel", channel === "phone" ? "Phone call" : channel === "web" ? "Browser" : null), field("Phone", customer.phone), field("Email", customer.email), field("Customer since", formatDate(customer.created_at)), field("Notes", customer.notes)),
     );
   }
 
   clear() {
     this.hasContext = false;
+    this.channel = null;
     this.root.replaceChildren(h("p", { class: "muted" }, "No call yet."));
   }
 }

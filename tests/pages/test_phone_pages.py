@@ -1,0 +1,156 @@
+"""A phone caller in the browser pages: the agent console and the supervisor show and serve it.
+
+A demo server with Twilio configured; the caller is the Twilio simulator (server/qa_phone.py,
+on its own event loop in a thread) calling from a demo customer's number; the agent and
+the supervisor are real Chromium pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
+from tests.pages.test_pages import (  # noqa: F401 - fixtures
+    ARTIFACTS,
+    ROOT,
+    SPEECH,
+    Server,
+    _free_port,
+    accept,
+    browsers,
+    connection,
+    log_in,
+    open_page,
+    shot,
+    transcript,
+    wait_for_level,
+)
+
+pytestmark = pytest.mark.slow
+
+AUTH_TOKEN = "pages-twilio-auth-token"
+MARIA = "+12025550101"  # a demo customer: caller ID links the call to her record
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("phone-pages-data")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CALLASSIST_ICE_HOSTS": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        "CALLASSIST_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "CALLASSIST_PUBLIC_URL": url,
+    }
+    command = [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port), "--data-dir", str(data_dir)]
+    log_path = data_dir / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"server exited:\n{log_path.read_text()[-3000:]}"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"server not healthy:\n{log_path.read_text()[-3000:]}"
+            time.sleep(0.3)
+        with urllib.request.urlopen(url + "/api/config", timeout=5) as response:
+            demo = json.loads(response.read())["demo"]
+        yield Server(url=url, agent=demo["agent"], admin=demo["admin"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "phone-pages-server.log").write_text(log_path.read_text())
+
+
+class CallerThread:
+    """The simulated caller on its own event loop (the page tests are synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+def test_agent_and_supervisor_serve_a_phone_caller(open_page, server: Server) -> None:  # noqa: F811
+    thread = CallerThread()
+    caller = TwilioCaller(server.url, AUTH_TOKEN, caller=MARIA)
+    try:
+        thread.run(caller.dial())
+        caller.loop_clip = True
+        caller.play(wav_to_mulaw_frames(SPEECH / "customer_refund.wav", seconds_of_silence=2.0))
+
+        agent = open_page("agent", "/agent")
+        log_in(agent, server.agent)
+        waiting = agent.get_by_role("region", name="Waiting calls")
+        item = waiting.get_by_role("listitem").filter(has_text="Maria Garcia")
+        expect(item).to_contain_text("Phone")
+        expect(item).to_contain_text(f"phone {MARIA}")
+        accept(agent, "Maria Garcia")
+        customer_panel = agent.get_by_role("region", name="Customer")
+        expect(customer_panel).to_contain_text("Phone call")
+        expect(customer_panel).to_contain_text("78901")  # her CRM record, by caller ID
+        # The agent hears the caller, and the caller hears the agent's microphone.
+        wait_for_level(agent, "remote-meter")
+        expect(transcript(agent)).to_contain_text("78901", timeout=60_000)
+        deadline = time.monotonic() + 20
+        while len(caller.heard.payloads) < 200:
+            assert time.monotonic() < deadline, f"the caller heard {len(caller.heard.payloads)} frames"
+            time.sleep(0.2)
+        heard = caller.heard.pcm()
+        assert float(np.sqrt(np.mean(heard.astype(np.float64) ** 2))) > 100
+
+        thread.run(caller.dtmf("5"))
+        expect(agent.get_by_text("The caller pressed 5")).to_be_visible()
+
+        supervisor = open_page("supervisor", "/supervisor")
+        log_in(supervisor, server.admin)
+        live = supervisor.get_by_role("region", name="Live calls")
+        row = live.get_by_role("listitem").filter(has_text="Maria Garcia")
+        expect(row).to_contain_text(f"phone {MARIA}")
+        row.get_by_role("button", name="Watch call with Maria Garcia").click()
+        expect(supervisor.get_by_role("region", name="Customer")).to_contain_text("Phone call")
+        shot(agent, "pages-agent-phone-call")
+        shot(supervisor, "pages-supervisor-phone-call")
+
+        # The caller hangs up: the call ends for the agent, with its summary.
+        thread.run(caller.stop())
+        expect(agent.locator('[data-call="state"]')).to_have_text("Ended")
+        summary = agent.get_by_role("region", name="Summary")
+        expect(summary).to_be_visible()
+        expect(summary).not_to_contain_text("Writing the summary", timeout=30_000)
+        expect(connection(agent)).not_to_have_text("Connected")
+    finally:
+        with contextlib.suppress(Exception):
+            thread.run(caller.close())
+        thread.stop()
