@@ -85,11 +85,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("pages-data")
-    port = _free_port()
-    env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+@contextlib.contextmanager
+def demo_server(data_dir: Path, port: int, log_name: str, **extra_env: str) -> Iterator[Server]:
+    """`serve --demo` in a subprocess on `port`, until the block ends; its log is kept."""
+    env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", **extra_env}
     command = [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port), "--data-dir", str(data_dir)]
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
@@ -119,7 +118,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             proc.kill()
             proc.wait()
         ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "pages-server.log").write_text(log_path.read_text())
+        (ARTIFACTS / log_name).write_text(log_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with demo_server(tmp_path_factory.mktemp("pages-data"), _free_port(), "pages-server.log") as running:
+        yield running
 
 
 # -- browsers -----------------------------------------------------------------------------

@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -25,14 +20,13 @@ from playwright.sync_api import expect
 
 from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
 from tests.pages.test_pages import (  # noqa: F401 - fixtures
-    ARTIFACTS,
-    ROOT,
     SPEECH,
     Server,
     _free_port,
     accept,
     browsers,
     connection,
+    demo_server,
     log_in,
     open_page,
     shot,
@@ -48,41 +42,12 @@ MARIA = "+12025550101"  # a demo customer: caller ID links the call to her recor
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("phone-pages-data")
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CALLASSIST_ICE_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-        "CALLASSIST_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "CALLASSIST_PUBLIC_URL": url,
-    }
-    command = [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port), "--data-dir", str(data_dir)]
-    log_path = data_dir / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"server exited:\n{log_path.read_text()[-3000:]}"
-            with contextlib.suppress(OSError), urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"server not healthy:\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.3)
-        with urllib.request.urlopen(url + "/api/config", timeout=5) as response:
-            demo = json.loads(response.read())["demo"]
-        yield Server(url=url, agent=demo["agent"], admin=demo["admin"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / "phone-pages-server.log").write_text(log_path.read_text())
+    with demo_server(
+        tmp_path_factory.mktemp("phone-pages-data"), port, "phone-pages-server.log",
+        CALLASSIST_TWILIO_AUTH_TOKEN=AUTH_TOKEN, CALLASSIST_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    ) as running:
+        yield running
 
 
 class CallerThread:

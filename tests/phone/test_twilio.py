@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from server.keys import HUB
+from server.qa import Participant
 from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
 from tests.conftest import Running, dominant_frequency, rms, wait_for_audio, write_tone
 from tests.phone.conftest import AUTH_TOKEN, PUBLIC_URL
@@ -36,6 +37,23 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[
     while not await predicate():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.1)
+
+
+async def answered_call(
+    run: Running, make_caller, frames: list[bytes] | None = None, agent_packets: list[bytes] | None = None
+) -> tuple[TwilioCaller, Participant, str]:
+    """A phone caller (saying `frames`) whose call a browser agent accepted and joined."""
+    agent_token = await run.agent()
+    caller: TwilioCaller = make_caller()
+    await caller.dial()
+    if frames:
+        caller.play(frames)
+    status, _ = await run.api.call("POST", f"/api/calls/{caller.call_id}/accept", agent_token)
+    assert status == 200
+    agent = run.participant(agent_token, "agent", packets=agent_packets)
+    await agent.connect(caller.call_id)
+    await agent.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "active")
+    return caller, agent, agent_token
 
 
 async def test_twilio_routes_are_off_without_an_auth_token(running: Running) -> None:
@@ -106,14 +124,11 @@ async def test_phone_caller_and_browser_agent_hear_each_other(
     phone_server: Running, make_caller, tmp_path: Path, tone_packets
 ) -> None:
     run = phone_server
-    agent_token = await run.agent()
-    caller: TwilioCaller = make_caller()
-    await caller.dial()
-    caller.play(wav_to_mulaw_frames(write_tone(tmp_path / "caller.wav", 440, 8.0, rate=8000)))
-    status, _ = await run.api.call("POST", f"/api/calls/{caller.call_id}/accept", agent_token)
-    assert status == 200
-    agent = run.participant(agent_token, "agent", packets=tone_packets(1000, 8.0))
-    await agent.connect(caller.call_id)
+    caller, agent, agent_token = await answered_call(
+        run, make_caller,
+        frames=wav_to_mulaw_frames(write_tone(tmp_path / "caller.wav", 440, 8.0, rate=8000)),
+        agent_packets=tone_packets(1000, 8.0),
+    )
 
     await wait_for_audio(agent, min_packets=150)
     heard = agent.received.pcm(since_s=1.0)
@@ -143,13 +158,7 @@ async def test_phone_caller_and_browser_agent_hear_each_other(
 
 async def test_dtmf_reaches_the_agent_only_live(phone_server: Running, make_caller) -> None:
     run = phone_server
-    agent_token = await run.agent()
-    caller: TwilioCaller = make_caller()
-    await caller.dial()
-    await run.api.call("POST", f"/api/calls/{caller.call_id}/accept", agent_token)
-    agent = run.participant(agent_token, "agent")
-    await agent.connect(caller.call_id)
-    await agent.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "active")
+    caller, agent, agent_token = await answered_call(run, make_caller)
     for digit in "42#":
         await caller.dtmf(digit)
     for digit in "42#":
@@ -165,14 +174,11 @@ async def test_malformed_messages_are_ignored_and_counted(
     phone_server: Running, make_caller, tmp_path: Path
 ) -> None:
     run = phone_server
-    agent_token = await run.agent()
+    caller, agent, agent_token = await answered_call(
+        run, make_caller,
+        frames=wav_to_mulaw_frames(write_tone(tmp_path / "caller.wav", 440, 10.0, rate=8000)),
+    )
     admin = await run.agent("root", role="admin")
-    caller: TwilioCaller = make_caller()
-    await caller.dial()
-    caller.play(wav_to_mulaw_frames(write_tone(tmp_path / "caller.wav", 440, 10.0, rate=8000)))
-    await run.api.call("POST", f"/api/calls/{caller.call_id}/accept", agent_token)
-    agent = run.participant(agent_token, "agent")
-    await agent.connect(caller.call_id)
     await wait_for_audio(agent, min_packets=50)
 
     bad = [
@@ -208,13 +214,7 @@ async def test_malformed_messages_are_ignored_and_counted(
 
 async def test_stop_is_the_caller_hanging_up(phone_server: Running, make_caller) -> None:
     run = phone_server
-    agent_token = await run.agent()
-    caller: TwilioCaller = make_caller()
-    await caller.dial()
-    await run.api.call("POST", f"/api/calls/{caller.call_id}/accept", agent_token)
-    agent = run.participant(agent_token, "agent")
-    await agent.connect(caller.call_id)
-    await agent.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "active")
+    caller, agent, agent_token = await answered_call(run, make_caller)
     await caller.stop()
     await agent.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "ended")
     status, body = await run.api.call("GET", f"/api/calls/{caller.call_id}", agent_token)
