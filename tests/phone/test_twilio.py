@@ -118,6 +118,18 @@ async def test_caller_id_links_to_the_crm_record(phone_server: Running, make_cal
     assert call["customer"]["name"] == "Ann Phone"
     assert call["customer"]["channel"] == "phone"
     assert call["state"] == "waiting"
+    # The browser session that claimed the same number gets nothing of the phone call.
+    for method, path in [
+        ("GET", ""), ("GET", "/messages"), ("POST", "/end"),
+        ("POST", "/offer"),
+    ]:
+        body = {"sdp": "v=0", "type": "offer"} if path == "/offer" else None
+        status, reply = await run.api.call(
+            method, f"/api/calls/{caller.call_id}{path}", web["token"], json=body
+        )
+        assert_error(status, reply, 403)
+    [still] = await waiting_calls(run, agent)
+    assert still["call_id"] == caller.call_id
 
 
 async def test_phone_caller_and_browser_agent_hear_each_other(
