@@ -197,6 +197,10 @@ class MediaStream(Participant):
 
     # -- Participant ------------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return not self._closed and not self.ws.closed
+
     def decoder(self) -> AudioDecoder:
         return MulawDecoder()
 

@@ -240,7 +240,7 @@ async def test_a_dropped_socket_while_waiting_ends_the_call(phone_server: Runnin
     await caller.dial()
 
     async def joined() -> bool:
-        return run.server.app[HUB].get_live(caller.call_id).participants.get("customer") is not None
+        return bool(run.server.app[HUB].get_live(caller.call_id).caller_live())
 
     await wait_until(joined)
     assert caller.ws is not None
