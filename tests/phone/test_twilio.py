@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from server.keys import HUB
+from server.models import Customer
 from server.qa import Participant
 from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
-from tests.conftest import Running, dominant_frequency, rms, wait_for_audio, write_tone
-from tests.phone.conftest import AUTH_TOKEN, PUBLIC_URL
+from tests.conftest import Running, dominant_frequency, rms, serving, wait_for_audio, write_tone
+from tests.phone.conftest import AUTH_TOKEN, PUBLIC_URL, phone_settings
 from tests.server.test_auth import assert_error
 from tests.server.test_cli import ROOT
 
@@ -107,16 +108,21 @@ async def test_webhook_needs_twilios_signature(phone_server: Running, make_calle
 async def test_caller_id_links_to_the_crm_record(phone_server: Running, make_caller) -> None:
     run = phone_server
     agent = await run.agent()
-    web = await run.customer("Ann Phone", phone="+15550102030")
+    async with run.store.write() as session:
+        record = Customer(name="Ann Phone", phone="+15550102030", tier="gold")
+        session.add(record)
+    web = await run.customer("Ann Web", phone="+15550102030")
     caller: TwilioCaller = make_caller(caller="+15550102030")
     status, body = await caller.post_webhook()
     assert status == 200
     caller.read_twiml(body)
     [call] = await waiting_calls(run, agent)
     assert call["call_id"] == caller.call_id
-    assert call["customer"]["customer_id"] == web["customer_id"]
-    assert call["customer"]["name"] == "Ann Phone"
-    assert call["customer"]["channel"] == "phone"
+    customer = call["customer"]
+    assert customer["customer_id"] == record.id
+    assert (customer["name"], customer["tier"], customer["channel"]) == ("Ann Phone", "gold", "phone")
+    assert customer["verified"] is False  # caller ID is a claim
+    assert customer["claimed"] == {"name": "+15550102030", "phone": "+15550102030"}
     assert call["state"] == "waiting"
     # The browser session that claimed the same number gets nothing of the phone call.
     for method, path in [
@@ -352,3 +358,28 @@ async def test_qa_phone_command_plays_a_caller(
         pcm = np.frombuffer(saved.readframes(saved.getnframes()), dtype=np.int16)
     assert rms(pcm) > 500
     assert abs(dominant_frequency(pcm[8000 : 8000 * 3], rate=8000) - 880) < 15
+
+
+async def test_the_agent_verifies_a_phone_caller(phone_server: Running, make_caller) -> None:
+    run = phone_server
+    caller, agent, agent_token = await answered_call(run, make_caller)
+    status, body = await run.api.call("POST", f"/api/calls/{caller.call_id}/verify", agent_token, json={})
+    assert status == 200, body
+    status, call = await run.api.call("GET", f"/api/calls/{caller.call_id}", agent_token)
+    assert call["customer"]["verified"] is True and call["customer"]["channel"] == "phone"
+
+
+async def test_a_full_queue_answers_busy_and_creates_nothing(tmp_path: Path) -> None:
+    async with serving(phone_settings(tmp_path / "data", CALLASSIST_MAX_WAITING="1")) as run:
+        agent = await run.agent()
+        first = TwilioCaller(run.url, AUTH_TOKEN, public_url=PUBLIC_URL, http=run.http)
+        status, _ = await first.post_webhook()
+        assert status == 200
+        second = TwilioCaller(run.url, AUTH_TOKEN, public_url=PUBLIC_URL, caller="+15550100009", http=run.http)
+        status, body = await second.post_webhook()
+        assert status == 200
+        root = ET.fromstring(body)
+        reject = root.find("Reject")
+        assert reject is not None and reject.get("reason") == "busy"
+        assert root.find("Connect") is None
+        assert len(await waiting_calls(run, agent)) == 1
