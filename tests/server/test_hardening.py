@@ -57,12 +57,12 @@ async def test_a_peer_that_never_connects_is_closed_and_its_sockets_released(tmp
         assert status == 200 and answer["type"] == "answer"
         await pc.close()
         live = run.server.app[HUB].get_live(call_id)
-        assert live is not None and set(live.peers) == {"customer"}
-        peer = live.peers["customer"]
+        assert live is not None and set(live.participants) == {"customer"}
+        peer = live.participants["customer"]
         with_peer = _socket_fds()
 
         deadline = time.monotonic() + 10
-        while live.peers:
+        while live.participants:
             assert time.monotonic() < deadline, peer.connection_state
             await asyncio.sleep(0.1)
         assert peer.connection_state == "closed"
