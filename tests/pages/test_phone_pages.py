@@ -50,6 +50,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
 
 
+def loudest_second(pcm: np.ndarray, rate: int = 8000) -> float:
+    """The highest RMS over the whole seconds of `pcm`."""
+    seconds = len(pcm) // rate
+    if not seconds:
+        return 0.0
+    chunks = pcm[: seconds * rate].astype(np.float64).reshape(seconds, rate)
+    return float(np.sqrt((chunks**2).mean(axis=1)).max())
+
+
 class CallerThread:
     """The simulated caller on its own event loop (the page tests are synchronous)."""
 
@@ -88,12 +97,14 @@ def test_agent_and_supervisor_serve_a_phone_caller(open_page, server: Server) ->
         # The agent hears the caller, and the caller hears the agent's microphone.
         wait_for_level(agent, "remote-meter")
         expect(transcript(agent)).to_contain_text("78901", timeout=60_000)
-        deadline = time.monotonic() + 20
-        while len(caller.heard.payloads) < 200:
-            assert time.monotonic() < deadline, f"the caller heard {len(caller.heard.payloads)} frames"
-            time.sleep(0.2)
-        heard = caller.heard.pcm()
-        assert float(np.sqrt(np.mean(heard.astype(np.float64) ** 2))) > 100
+        # The agent's fake microphone loops a greeting padded with seconds of silence: wait
+        # until the caller has heard a second of it.
+        deadline = time.monotonic() + 40
+        while loudest_second(caller.heard.pcm()) < 300:
+            assert time.monotonic() < deadline, (
+                f"the caller heard {len(caller.heard.payloads)} frames, none of them speech"
+            )
+            time.sleep(0.5)
 
         thread.run(caller.dtmf("5"))
         expect(agent.get_by_text("The caller pressed 5")).to_be_visible()
