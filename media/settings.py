@@ -19,6 +19,13 @@ class SpeechSettings:
     """CTranslate2 Whisper model directory; empty means the bundled tiny.en model."""
     compute_type: str = "int8"
     threads: int = 2
+    """CTranslate2 threads per decoding (`cpu_threads`)."""
+    workers: int = 1
+    """Batches decoded in parallel (`num_workers`), each on `threads` threads."""
+    batch_max: int = 8
+    """Most segments (of any calls) the local engine decodes in one batch."""
+    batch_wait_ms: int = 10
+    """How long an idle local engine waits for a second segment before it starts."""
     beam_size: int = 1
     language: str = "en"
     local_decoding: str = "real_length"
@@ -33,6 +40,9 @@ class SpeechSettings:
     """webrtcvad mode, 0 (least) to 3 (most aggressive at rejecting non-speech)."""
     silence_ms: int = 300
     """Silence that ends an utterance."""
+    endpoint_silence_ms: int = 120
+    """Silence after which an utterance whose text already reads as a finished sentence
+    ends (0: only `silence_ms` ends one)."""
     preroll_ms: int = 200
     """Audio kept from before speech was detected, so first syllables are not cut."""
     max_segment_ms: int = 15000

@@ -169,6 +169,9 @@ def load_settings(
         model_path=env.get("CALLASSIST_STT_MODEL_PATH", ""),
         compute_type=env.get("CALLASSIST_STT_COMPUTE_TYPE", "int8"),
         threads=_int(env, "CALLASSIST_STT_THREADS", 2),
+        workers=_int(env, "CALLASSIST_STT_WORKERS", 1),
+        batch_max=_int(env, "CALLASSIST_STT_BATCH_MAX", 8),
+        batch_wait_ms=_int(env, "CALLASSIST_STT_BATCH_WAIT_MS", 10),
         beam_size=_int(env, "CALLASSIST_STT_BEAM_SIZE", 1),
         language=env.get("CALLASSIST_STT_LANGUAGE", "en"),
         local_decoding=_choice(
@@ -180,6 +183,7 @@ def load_settings(
         timeout_s=_float(env, "CALLASSIST_STT_TIMEOUT", 10.0),
         vad_aggressiveness=_int(env, "CALLASSIST_VAD_AGGRESSIVENESS", 2),
         silence_ms=_int(env, "CALLASSIST_VAD_SILENCE_MS", 300),
+        endpoint_silence_ms=_int(env, "CALLASSIST_ENDPOINT_SILENCE_MS", 120),
         preroll_ms=_int(env, "CALLASSIST_VAD_PREROLL_MS", 200),
         max_segment_ms=_int(env, "CALLASSIST_MAX_SEGMENT_MS", 15000),
         interim_interval_ms=_int(env, "CALLASSIST_INTERIM_INTERVAL_MS", 1000),

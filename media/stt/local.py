@@ -25,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from media.settings import SpeechSettings
 from ..audio import SAMPLE_RATE
 from ..vad import frame_level_dbfs
 from .base import SpeechToText, SpeechToTextError
+from .batching import BatchQueue, BatchStats, Request
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -144,10 +145,19 @@ def resolve_model_path(settings: SpeechSettings) -> Path:
 class WhisperDecoder:
     """Synchronous decoding with one loaded model; used from one thread at a time."""
 
-    def __init__(self, model: WhisperModel, *, decoding: str, beam_size: int, language: str):
+    def __init__(
+        self,
+        model: WhisperModel,
+        *,
+        decoding: str,
+        beam_size: int,
+        language: str,
+        min_window_s: float = MIN_WINDOW_S,
+    ):
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = model
+        self.min_window_s = min_window_s
         self.decoding = decoding
         self._beam_size = max(1, beam_size)
         self._language = language or None
@@ -168,7 +178,7 @@ class WhisperDecoder:
             device="cpu",
             compute_type=settings.compute_type,
             cpu_threads=settings.threads,
-            num_workers=1,
+            num_workers=max(1, settings.workers),
             local_files_only=True,
         )
         logger.info("loaded Whisper model %s (%s)", path, settings.compute_type)
@@ -182,52 +192,89 @@ class WhisperDecoder:
     def decode(self, pcm: bytes, prompt: str | None = None, *, interim: bool = False) -> Decoded:
         """A final segment's text, or with `interim` a growing one's: a quick preview that
         is never redone padded (an unusable one comes back empty)."""
-        audio = np.frombuffer(pcm, dtype=np.int16)
-        if audio.size < SAMPLE_RATE // 10 or frame_level_dbfs(pcm) < SILENCE_DBFS:
-            return _NOTHING
-        samples = audio.astype(np.float32) / 32768.0
-        if self._real_length_ok and samples.size <= REAL_LENGTH_MAX_S * SAMPLE_RATE:
-            result = self.decode_real_length(samples)
-            if interim:
+        return self.decode_batch([Request(pcm, prompt, interim)])[0]
+
+    def decode_batch(self, requests: Sequence[Request]) -> list[Decoded]:
+        """Several segments (of any calls) at once: one encode and one generate for all of
+        them, each result as `decode` would give it alone."""
+        results: list[Decoded] = [_NOTHING] * len(requests)
+        batch: list[tuple[int, np.ndarray]] = []
+        for index, request in enumerate(requests):
+            audio = np.frombuffer(request.pcm, dtype=np.int16)
+            if audio.size < SAMPLE_RATE // 10 or frame_level_dbfs(request.pcm) < SILENCE_DBFS:
+                continue
+            samples = audio.astype(np.float32) / 32768.0
+            if self._real_length_ok and samples.size <= REAL_LENGTH_MAX_S * SAMPLE_RATE:
+                batch.append((index, samples))
+            else:
+                results[index] = self.decode_padded(samples, request.prompt)
+        if not batch:
+            return results
+        decoded = self.decode_real_length_batch([samples for _, samples in batch])
+        for (index, samples), result in zip(batch, decoded, strict=True):
+            request = requests[index]
+            if request.interim:
                 # A snapshot is cut mid-utterance: stopping early is expected there.
-                return _NOTHING if result.broken else result
-            # Like Whisper's temperature fallback, a broken result is retried; silence is not.
-            if not result.broken and not (
+                results[index] = _NOTHING if result.broken else result
+            elif result.broken or (
                 result.stopped_early and result.no_speech_prob <= NO_SPEECH_THRESHOLD
             ):
-                return result
-        return self.decode_padded(samples, prompt)
+                # Like Whisper's temperature fallback, a broken result is retried; silence
+                # is not.
+                results[index] = self.decode_padded(samples, request.prompt)
+            else:
+                results[index] = result
+        return results
 
     def decode_real_length(self, samples: np.ndarray) -> Decoded:
-        """Encode only the audio (padded to MIN_WINDOW_S), decode with timestamps.
+        return self.decode_real_length_batch([samples])[0]
+
+    def decode_real_length_batch(self, batch: Sequence[np.ndarray]) -> list[Decoded]:
+        """Encode only the audio (padded to MIN_WINDOW_S, and in a batch to its longest
+        segment), decode with timestamps.
 
         Timestamps keep the model aware of where it is in the audio: without them tiny.en
         often repeats a short utterance into the padding. Text it places after the audio
-        ended is not in the audio, and is cut.
+        ended is not in the audio, and is cut; so is what a segment generates past its own
+        token budget while a longer one of its batch goes on.
         """
         model, tokenizer = self.model, self._tokenizer
-        duration = samples.size / SAMPLE_RATE
-        length = max(int(MIN_WINDOW_S * SAMPLE_RATE), samples.size + int(TAIL_PAD_S * SAMPLE_RATE))
-        window = np.pad(samples, (0, length - samples.size))
+        longest = max(samples.size for samples in batch)
+        length = max(int(self.min_window_s * SAMPLE_RATE), longest + int(TAIL_PAD_S * SAMPLE_RATE))
         # The extractor pads one hop and so yields one frame past the audio; drop it.
-        features = model.feature_extractor(window)[:, :-1]
+        features = np.stack(
+            [model.feature_extractor(np.pad(s, (0, length - s.size)))[:, :-1] for s in batch]
+        )
         encoder_output = model.encode(features)
         tokens = model.get_prompt(tokenizer, [], without_timestamps=False)
-        max_length = min(model.max_length, len(tokens) + int(duration * MAX_TOKENS_PER_S) + 10)
-        result = model.model.generate(
+        budgets = [
+            min(model.max_length, len(tokens) + int(s.size / SAMPLE_RATE * MAX_TOKENS_PER_S) + 10)
+            for s in batch
+        ]
+        results = model.model.generate(
             encoder_output,
-            [tokens],
+            [tokens] * len(batch),
             beam_size=self._beam_size,
-            max_length=max_length,
+            max_length=max(budgets),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=[-1],
             max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP_S / TIME_PRECISION_S),
-        )[0]
+        )
+        return [
+            self._read(result, samples.size / SAMPLE_RATE, budget, len(tokens))
+            for result, samples, budget in zip(results, batch, budgets, strict=True)
+        ]
+
+    def _read(self, result: Any, duration: float, max_length: int, prompt_length: int) -> Decoded:
+        """One segment's text from its generation result, cut where the audio ends."""
+        tokenizer = self._tokenizer
         ids = result.sequences_ids[0]
+        limit = _generation_limit(max_length, prompt_length)
         # CTranslate2 returns the length-normalised score; this is Whisper's avg_logprob.
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
+        ids = ids[:limit]
         text_ids: list[int] = []
         last_time = None
         reached_end = False
@@ -249,7 +296,7 @@ class WhisperDecoder:
             compression_ratio=compression_ratio(text),
             padded=False,
             stopped_early=last_time is not None and last_time < duration - EARLY_STOP_S,
-            exhausted=not reached_end and len(ids) >= _generation_limit(max_length, len(tokens)),
+            exhausted=not reached_end and len(ids) >= limit,
         )
 
     def decode_padded(self, samples: np.ndarray, prompt: str | None = None) -> Decoded:
@@ -276,15 +323,32 @@ class WhisperDecoder:
 
 
 class LocalWhisper(SpeechToText):
-    """faster-whisper in a dedicated single thread: requests queue, the loop never waits."""
+    """faster-whisper off the event loop; the segments of every call share batches.
+
+    Requests go through a BatchQueue (media/stt/batching.py): finals before interims,
+    oldest first, up to `batch_max` segments in one encode + generate, on `workers`
+    threads of `threads` CTranslate2 threads each.
+    """
 
     def __init__(self, settings: SpeechSettings) -> None:
         self._settings = settings
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        workers = max(1, settings.workers)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper")
         self._decoder: WhisperDecoder | None = None
+        self._queue: BatchQueue[Decoded] = BatchQueue(
+            self._decode_batch,
+            executor=self._executor,
+            workers=workers,
+            batch_max=settings.batch_max,
+            batch_wait_s=settings.batch_wait_ms / 1000,
+            declined=_NOTHING,
+        )
         self._start_lock = asyncio.Lock()
-        self._in_flight = 0
         self._closed = False
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._queue.stats
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -302,6 +366,17 @@ class LocalWhisper(SpeechToText):
         decoder.decode_real_length(np.zeros(SAMPLE_RATE, dtype=np.float32))
         return decoder
 
+    def _decode_batch(self, requests: list[Request]) -> list[Decoded]:
+        """On a worker thread."""
+        decoder = self._decoder
+        if decoder is None:
+            raise SpeechToTextError("speech-to-text engine is closed")
+        try:
+            return decoder.decode_batch(requests)
+        except RuntimeError as exc:
+            # CTranslate2 failed.
+            raise SpeechToTextError(f"local speech-to-text failed: {exc}") from exc
+
     async def transcribe(self, pcm: bytes, *, prompt: str | None = None) -> str:
         result = await self.transcribe_detailed(pcm, prompt=prompt)
         return result.text if result.is_speech else ""
@@ -316,29 +391,23 @@ class LocalWhisper(SpeechToText):
         """`transcribe` with the model's scores (for benchmarks and diagnostics)."""
         if self._decoder is None:
             await self.start()
-        decoder = self._decoder
-        if decoder is None or self._closed:
+        if self._decoder is None or self._closed:
             raise SpeechToTextError("speech-to-text engine is closed")
-        loop = asyncio.get_running_loop()
-        self._in_flight += 1
         try:
-            return await loop.run_in_executor(
-                self._executor, partial(decoder.decode, pcm, prompt, interim=interim)
-            )
+            return await self._queue.submit(Request(pcm, prompt, interim))
         except RuntimeError as exc:
-            # The executor was shut down under us, or CTranslate2 failed.
+            # Closed under us, or the executor shut down.
             raise SpeechToTextError(f"local speech-to-text failed: {exc}") from exc
-        finally:
-            self._in_flight -= 1
 
     @property
     def busy(self) -> bool:
-        return self._in_flight > 0
+        return self._queue.busy
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        # Waits for a running inference (under a second); queued ones are cancelled.
+        await self._queue.aclose(SpeechToTextError("speech-to-text engine is closed"))
+        # Waits for a running batch (about a second at most).
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._decoder = None
