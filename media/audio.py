@@ -53,6 +53,11 @@ class SegmentEvent:
     start_ms: int
     end_ms: int
     final: bool
+    speech_end_ms: int | None = None
+    """End of the last speech frame in `pcm` (the rest is the tail); None: `end_ms`."""
+    endpoint: bool = False
+    """A snapshot taken as a pause begins: if its text reads as a finished sentence, the
+    utterance may end here instead of after the full `silence_ms` (media/turns.py)."""
 
     @property
     def duration_ms(self) -> int:

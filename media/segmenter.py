@@ -8,6 +8,12 @@ for interim transcripts. One that falls due late in a pause waits until speech g
 utterance is probably ending, and the engine, one request at a time, would make its final
 wait for a snapshot that the final replaces moments later. An utterance that reaches
 `max_segment_ms` is cut, preferably in a pause near its end, and goes on as a new segment.
+
+When a pause reaches `endpoint_silence_ms` (shorter than `silence_ms`), one more snapshot goes
+out, marked `endpoint`: the transcriber may end the turn there if its text reads as a
+finished sentence (media/turns.py). The segmenter itself keeps going; every event says where
+its speech ends (`speech_end_ms`), so that the transcriber can tell whether the final that
+follows holds anything more.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class Segmenter:
         self._frame_bytes = frame_ms * BYTES_PER_MS
         self._origin_ms = origin_ms
         self._silence_frames = max(1, settings.silence_ms // frame_ms)
+        endpoint_frames = max(0, settings.endpoint_silence_ms) // frame_ms
+        self._endpoint_frames = endpoint_frames if endpoint_frames < self._silence_frames else 0
         # Half of the silence that ends an utterance: a snapshot due later in a pause waits.
         self._pause_frames = max(1, self._silence_frames // 2)
         self._tail_frames = min(self._silence_frames, max(1, TAIL_MS // frame_ms))
@@ -124,6 +132,8 @@ class Segmenter:
         self._silent_run = 0 if voiced else self._silent_run + 1
         if self._silent_run >= self._silence_frames:
             self._finish(events)
+        elif self._endpoint_frames and self._silent_run == self._endpoint_frames:
+            events.append(self._event(len(self._frames), final=False, endpoint=True))
         elif len(self._frames) >= self._max_frames:
             self._cut(events)
         elif (
@@ -186,8 +196,9 @@ class Segmenter:
             return n
         return best_start + (best_len + 1) // 2
 
-    def _event(self, frames: int, *, final: bool) -> SegmentEvent:
+    def _event(self, frames: int, *, final: bool, endpoint: bool = False) -> SegmentEvent:
         start_ms = self._origin_ms + self._start_frame * self._frame_ms
+        voiced = max((i for i in range(frames) if self._voiced[i]), default=-1)
         return SegmentEvent(
             speaker=self.speaker,
             # Unique within the call: a speaker never starts two segments at the same ms.
@@ -196,4 +207,6 @@ class Segmenter:
             start_ms=start_ms,
             end_ms=start_ms + frames * self._frame_ms,
             final=final,
+            speech_end_ms=start_ms + (voiced + 1) * self._frame_ms,
+            endpoint=endpoint,
         )

@@ -7,7 +7,14 @@ A snapshot superseded by a newer one, or by its segment's final, is dropped unhe
 
 When more than `queue_max_segments` finals wait, the oldest neighbours of one speaker are
 merged into one request (nothing is lost, and fewer requests catch up faster); if none
-can be merged, the oldest segment is dropped. Either way the call gets a `status`.
+can be merged, the oldest segment is dropped. Either way the call gets a `status`, as it
+does when a final waited more than BEHIND_S for the engine (the engine is shared: under
+overload every call's finals slow down alike, and each is told).
+
+Endpoint snapshots (taken as a pause begins, see media/turns.py) come before interims:
+one whose text reads as a finished sentence becomes the segment's final at once. The final
+the segmenter sends later for the same utterance is then dropped unheard, or, if the
+speaker went on, only its new part is transcribed, as a segment of its own.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 
 from media.settings import SpeechSettings
 
-from .audio import SegmentEvent, Transcript, silence
+from .audio import BYTES_PER_MS, SegmentEvent, Transcript, silence
 from .stt.base import SpeechToText
+from .turns import reads_finished
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,8 @@ MERGE_GAP_MS = 300
 CONTEXT_GAP_MS = 1_000
 """A segment starting this soon after the same speaker's last one continues it (a long
 monologue cut at max_segment_ms): the earlier text is given to the engine as a prompt."""
+BEHIND_S = 2.0
+"""A final that waited this long for the engine means the call is falling behind."""
 DRAIN_TIMEOUT_S = 30.0
 """close(drain=True) waits at most this long for queued finals."""
 
@@ -65,6 +75,12 @@ class TranscriberStats:
     skipped: int = 0
     """Segments the engine failed on."""
     stale_partials: int = 0
+    endpoints: int = 0
+    """Finals that came from an endpoint snapshot, before the full pause."""
+    split: int = 0
+    """Utterances that went on after an endpoint final: their rest became a new segment."""
+    max_wait_ms: int = 0
+    """Longest time a final waited in this call's queue."""
 
 
 class CallTranscriber:
@@ -77,13 +93,19 @@ class CallTranscriber:
         settings: SpeechSettings,
         emit_transcript: EmitTranscript,
         emit_status: EmitStatus,
+        behind_s: float = BEHIND_S,
     ) -> None:
         self._engine = engine
+        self._behind_s = behind_s
         self._max_pending = max(1, settings.queue_max_segments)
         self._emit_transcript = emit_transcript
         self._emit_status = emit_status
         self._finals: deque[SegmentEvent] = deque()
         self._partials: dict[str, SegmentEvent] = {}
+        self._endpoints: dict[str, SegmentEvent] = {}
+        # Per speaker: (start, end) of the utterance whose endpoint snapshot became final.
+        self._ended_early: dict[str, tuple[int, int]] = {}
+        self._queued_at: dict[str, float] = {}
         self._notices: deque[tuple[str, str, str]] = deque()
         # Per speaker: start of its latest submitted final (older snapshots are stale),
         # and the text and end of its latest transcript (context for a continuation).
@@ -107,24 +129,31 @@ class CallTranscriber:
         """Queue a segment or snapshot. Never blocks; call on the event loop."""
         if self._closed:
             return
+        trimmed = self._after_endpoint(event)
+        if trimmed is None:
+            return
+        event = trimmed
         if event.final:
             self._closed_through[event.speaker] = max(
                 event.start_ms, self._closed_through.get(event.speaker, event.start_ms)
             )
-            stale = self._partials.get(event.speaker)
-            if stale is not None and stale.start_ms <= event.start_ms:
-                del self._partials[event.speaker]
-                self.stats.stale_partials += 1
+            for pending in (self._partials, self._endpoints):
+                stale = pending.get(event.speaker)
+                if stale is not None and stale.start_ms <= event.start_ms:
+                    del pending[event.speaker]
+                    self.stats.stale_partials += 1
             self._finals.append(event)
+            self._queued_at.setdefault(event.segment_id, _now())
             self._idle.clear()
             if len(self._finals) > self._max_pending:
                 self._shed_load()
         elif self._draining:
             return
         elif event.start_ms > self._closed_through.get(event.speaker, -1):
-            if event.speaker in self._partials:
+            pending = self._endpoints if event.endpoint else self._partials
+            if event.speaker in pending:
                 self.stats.stale_partials += 1
-            self._partials[event.speaker] = event
+            pending[event.speaker] = event
         else:
             # A snapshot of an utterance whose final is already queued.
             self.stats.stale_partials += 1
@@ -143,12 +172,14 @@ class CallTranscriber:
             # The call is over: no utterance is open any more, only finals matter.
             self._draining = True
             self._partials.clear()
+            self._endpoints.clear()
             self._wake.set()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await self._idle.wait()
         self._closed = True
         self._partials.clear()
+        self._endpoints.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,6 +200,7 @@ class CallTranscriber:
                     )
             else:
                 oldest = self._finals.popleft()
+                self._queued_at.pop(oldest.segment_id, None)
                 self.stats.dropped += 1
                 self._notice(
                     "warning",
@@ -201,6 +233,7 @@ class CallTranscriber:
                 final=True,
             )
             del finals[index]
+            self._queued_at.pop(event.segment_id, None)
             return True
         return False
 
@@ -224,10 +257,18 @@ class CallTranscriber:
             await self._status(*self._notices.popleft())
             return True
         if self._finals:
-            await self._transcribe_final(self._finals.popleft())
+            event = self._finals.popleft()
+            await self._check_wait(event)
+            trimmed = self._after_endpoint(event)
+            if trimmed is not None:
+                await self._transcribe_final(trimmed)
             if not self._finals and self._behind:
                 self._behind = False
                 self._notice("info", "stt_caught_up", "Speech-to-text has caught up.")
+            return True
+        if self._endpoints:
+            speaker = min(self._endpoints, key=lambda s: self._endpoints[s].start_ms)
+            await self._transcribe_endpoint(self._endpoints.pop(speaker))
             return True
         if self._partials and not self._engine.busy:
             # The newest snapshot of the earliest open utterance.
@@ -247,6 +288,71 @@ class CallTranscriber:
         self.stats.finals += 1
         await self._transcript(event, text)
 
+    async def _check_wait(self, event: SegmentEvent) -> None:
+        queued_at = self._queued_at.pop(event.segment_id, None)
+        if queued_at is None:
+            return
+        waited = _now() - queued_at
+        self.stats.max_wait_ms = max(self.stats.max_wait_ms, round(waited * 1000))
+        if waited >= self._behind_s and not self._behind:
+            self._behind = True
+            await self._status(
+                "warning",
+                "stt_behind",
+                f"Speech-to-text is running {waited:.1f} s behind on this call; "
+                "final transcripts are delayed.",
+            )
+
+    async def _transcribe_endpoint(self, event: SegmentEvent) -> None:
+        """A snapshot at the start of a pause: final now if it reads as a finished sentence."""
+        text = await self._transcribe(event, as_final=True)
+        if not text:
+            return  # its final will tell
+        if not reads_finished(text):
+            # Not a turn's end, but good text: an interim, unless its final is queued.
+            if event.start_ms > self._closed_through.get(event.speaker, -1):
+                self.stats.interims += 1
+                await self._transcript(event, text, final=False)
+            return
+        # Final now. Its utterance's final, if queued meanwhile, still waits behind this
+        # task: _after_endpoint trims it to what was said after `event`, if anything.
+        self._ended_early[event.speaker] = (event.start_ms, event.end_ms)
+        self._closed_through[event.speaker] = max(
+            event.start_ms, self._closed_through.get(event.speaker, event.start_ms)
+        )
+        self._partials.pop(event.speaker, None)
+        self._context[event.speaker] = (text, event.end_ms)
+        self.stats.finals += 1
+        self.stats.endpoints += 1
+        await self._transcript(event, text, final=True)
+
+    def _after_endpoint(self, event: SegmentEvent) -> SegmentEvent | None:
+        """`event` less what an endpoint final already covered; None if nothing is left."""
+        ended = self._ended_early.get(event.speaker)
+        if ended is None or event.start_ms != ended[0]:
+            return event
+        start_ms, cut_ms = ended
+        speech_end = event.speech_end_ms if event.speech_end_ms is not None else event.end_ms
+        if speech_end <= cut_ms:
+            # Nothing said after the endpoint: this is the same utterance, transcribed.
+            if event.final:
+                del self._ended_early[event.speaker]
+            return None
+        if event.final:
+            del self._ended_early[event.speaker]
+            self.stats.split += 1
+        offset = (cut_ms - start_ms) * BYTES_PER_MS
+        return SegmentEvent(
+            speaker=event.speaker,
+            segment_id=f"{event.speaker}-{cut_ms}",
+            pcm=event.pcm[offset:],
+            start_ms=cut_ms,
+            end_ms=event.end_ms,
+            final=event.final,
+            speech_end_ms=event.speech_end_ms,
+            endpoint=event.endpoint,
+        )
+
     async def _transcribe_partial(self, event: SegmentEvent) -> None:
         text = await self._transcribe(event)
         # Its final may have been submitted meanwhile: then this interim is already stale.
@@ -255,14 +361,14 @@ class CallTranscriber:
         self.stats.interims += 1
         await self._transcript(event, text)
 
-    async def _transcribe(self, event: SegmentEvent) -> str | None:
+    async def _transcribe(self, event: SegmentEvent, *, as_final: bool = False) -> str | None:
         """Cleaned text ("" for no words), or None if the engine failed (reported)."""
         prompt = None
         context = self._context.get(event.speaker)
         if context is not None and 0 <= event.start_ms - context[1] <= CONTEXT_GAP_MS:
             prompt = context[0]
         try:
-            if event.final:
+            if event.final or as_final:
                 text = await self._engine.transcribe(event.pcm, prompt=prompt)
             else:
                 text = await self._engine.transcribe_interim(event.pcm, prompt=prompt)
@@ -284,12 +390,14 @@ class CallTranscriber:
             return None
         return clean_text(text)
 
-    async def _transcript(self, event: SegmentEvent, text: str) -> None:
+    async def _transcript(
+        self, event: SegmentEvent, text: str, *, final: bool | None = None
+    ) -> None:
         transcript = Transcript(
             speaker=event.speaker,
             segment_id=event.segment_id,
             text=text,
-            final=event.final,
+            final=event.final if final is None else final,
             start_ms=event.start_ms,
             end_ms=event.end_ms,
         )
@@ -307,6 +415,10 @@ class CallTranscriber:
             raise
         except Exception:
             logger.exception("emitting a status failed")
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _clock(ms: int) -> str:

@@ -26,7 +26,9 @@ def is_speech(frame: bytes) -> bool:
 
 
 def make(origin_ms: int = 0, **overrides: int) -> Segmenter:
-    settings = SpeechSettings(**{"interim_interval_ms": 0, **overrides})  # type: ignore[arg-type]
+    settings = SpeechSettings(
+        **{"interim_interval_ms": 0, "endpoint_silence_ms": 0, **overrides}  # type: ignore[arg-type]
+    )
     return Segmenter(
         speaker="customer",
         settings=settings,
