@@ -11,6 +11,9 @@ figure compares settings measured back to back on the same segments:
 3. minimum window (segments are padded with silence to at least this): speed and word
    error rate, alone and in batches of 8;
 4. word error rate of every fixture decoded alone and decoded in mixed batches;
+6. end of turn: every fixture through the segmenter and a CallTranscriber on the engine
+   with the endpoint rule off and at several pause lengths: word error rate, utterances
+   split, and how much earlier the final's audio ends (time not waited for);
 5. the scheduler: N simulated calls, each saying a fixture segment every ~3.5 s (both
    parties in turn) and waiting for its final before the next, through LocalWhisper with
    each batch cap and wait budget: end of segment → result p50/p95, and batch sizes.
@@ -194,6 +197,92 @@ async def scheduler(
                 )
 
 
+async def endpoints(values: list[int]) -> None:
+    """One call, in real time: each fixture's events reach a CallTranscriber when the audio
+    thread would hand them over (a snapshot at its end, a final `silence_ms` after the
+    speech), and the engine runs as in a call. End of speech → last final of the line."""
+    from bench.latency import speech_bounds_s
+    from media.audio import Transcript
+    from media.transcriber import CallTranscriber
+
+    print(f"\n6. end of turn, one call in real time (load {_load():.2f})")
+    print(
+        "   endpoint ms | WER customer / agent | finals | early | split | "
+        "end of speech → final p50 / p95 / max"
+    )
+    engine = LocalWhisper(SpeechSettings())
+    await engine.start()
+    loop = asyncio.get_running_loop()
+    lead_ms, after_ms = 300, 600
+    for value in values:
+        settings = replace(SpeechSettings(), endpoint_silence_ms=value)
+        by_role: dict[str, list[tuple[str, str]]] = {}
+        finals = early = split = 0
+        latencies: list[float] = []
+        splits: list[str] = []
+        for fx in speech_fixtures():
+            emitted: list[tuple[float, Transcript]] = []
+
+            async def emit(t: Transcript, out: list[tuple[float, Transcript]] = emitted) -> None:
+                out.append((loop.time(), t))
+
+            async def status(*_args: str) -> None:
+                pass
+
+            transcriber = CallTranscriber(
+                engine=engine, settings=settings, emit_transcript=emit, emit_status=status
+            )
+            events = segment_events(silence(lead_ms) + fx.pcm() + silence(after_ms), settings)
+            t0 = loop.time()
+            for event in events:
+                due_ms = event.end_ms
+                if event.final and event.speech_end_ms is not None:
+                    due_ms = max(event.end_ms, event.speech_end_ms + settings.silence_ms)
+                await asyncio.sleep(max(0.0, t0 + due_ms / 1000 - loop.time()))
+                transcriber.submit(event)
+            await transcriber.close(drain=True)
+            got = [(at, t) for at, t in emitted if t.final]
+            finals += len(got)
+            early += transcriber.stats.endpoints
+            split += transcriber.stats.split
+            if len(got) > 1:
+                splits.append(" | ".join(t.text for _, t in got))
+            by_role.setdefault(fx.role, []).append((fx.text, " ".join(t.text for _, t in got)))
+            if got:
+                spoken = t0 + lead_ms / 1000 + speech_bounds_s(fx.path)[1]
+                latencies.append((got[-1][0] - spoken) * 1000)
+        wers = " / ".join(f"{corpus_wer(by_role[r]) * 100:.1f}%" for r in ("customer", "agent"))
+        latencies.sort()
+        p50, p95 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.95)]
+        print(
+            f"   {value:11} | {wers:>20} | {finals:6} | {early:5} | {split:5} | "
+            f"{p50:.0f} / {p95:.0f} / {latencies[-1]:.0f} ms",
+            flush=True,
+        )
+        for text in splits:
+            print(f"      several finals: {text}")
+    await engine.aclose()
+
+
+def segment_events(pcm: bytes, settings: SpeechSettings) -> list[SegmentEvent]:
+    """Every event (snapshots too) InboundAudio would give for this audio sent as Opus."""
+    from media.decode import OpusDecoder
+    from media.segmenter import Segmenter
+    from media.vad import FRAME_MS, VoiceActivityDetector
+    from tests.media.speech import opus_packets
+
+    decoder = OpusDecoder()
+    vad = VoiceActivityDetector(settings.vad_aggressiveness, FRAME_MS)
+    segmenter = Segmenter(
+        speaker="customer", settings=settings, is_speech=vad.is_speech, frame_ms=FRAME_MS
+    )
+    events: list[SegmentEvent] = []
+    for packet in opus_packets(pcm):
+        events += segmenter.push(decoder.decode(packet))
+    events += segmenter.push(decoder.flush())
+    return events + segmenter.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,2,4,8,16")
@@ -204,7 +293,8 @@ def main() -> None:
     parser.add_argument("--caps", default="1,4,8")
     parser.add_argument("--waits", default="0,10,25")
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--only", default="1,2,3,5", help="which parts to run")
+    parser.add_argument("--endpoints", default="0,120,180")
+    parser.add_argument("--only", default="1,2,3,6,5", help="which parts to run")
     args = parser.parse_args()
     ints = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
     parts = set(ints(args.only))
@@ -220,6 +310,8 @@ def main() -> None:
         threads_workers(pcms, combos, 8)  # type: ignore[arg-type]
     if 3 in parts:
         windows(decoder, fixtures, [float(v) for v in args.windows.split(",")])
+    if 6 in parts:
+        asyncio.run(endpoints(ints(args.endpoints)))
     if 5 in parts:
         asyncio.run(
             scheduler(pcms, ints(args.calls), ints(args.caps), ints(args.waits), args.seconds)

@@ -13,7 +13,9 @@ When a pause reaches `endpoint_silence_ms` (shorter than `silence_ms`), one more
 out, marked `endpoint`: the transcriber may end the turn there if its text reads as a
 finished sentence (media/turns.py). The segmenter itself keeps going; every event says where
 its speech ends (`speech_end_ms`), so that the transcriber can tell whether the final that
-follows holds anything more.
+follows holds anything more. If speech goes on after an endpoint snapshot, a plain snapshot
+goes out at once: the transcriber, still decoding the endpoint, then knows the turn is not
+over.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Segmenter:
         self._in_speech = False
         self._silent_run = 0
         self._next_interim = 0
+        self._endpoint_sent = False
 
     @property
     def in_speech(self) -> bool:
@@ -134,6 +137,12 @@ class Segmenter:
             self._finish(events)
         elif self._endpoint_frames and self._silent_run == self._endpoint_frames:
             events.append(self._event(len(self._frames), final=False, endpoint=True))
+            self._endpoint_sent = True
+        elif voiced and self._endpoint_sent:
+            # Speech goes on after an endpoint snapshot: say so now.
+            events.append(self._event(len(self._frames), final=False))
+            self._endpoint_sent = False
+            self._next_interim = len(self._frames) + self._interim_frames
         elif len(self._frames) >= self._max_frames:
             self._cut(events)
         elif (
@@ -169,6 +178,7 @@ class Segmenter:
         self._frames, self._voiced = [], []
         self._in_speech = False
         self._silent_run = 0
+        self._endpoint_sent = False
 
     def _cut(self, events: list[SegmentEvent]) -> None:
         """A segment at max length ends here; speech goes on in a new one."""

@@ -103,8 +103,11 @@ class CallTranscriber:
         self._finals: deque[SegmentEvent] = deque()
         self._partials: dict[str, SegmentEvent] = {}
         self._endpoints: dict[str, SegmentEvent] = {}
-        # Per speaker: (start, end) of the utterance whose endpoint snapshot became final.
+        # Per speaker: the utterance (its start as the segmenter numbers it) whose endpoint
+        # snapshot became final, and where that final ended; and the latest speech heard
+        # (utterance start, end of its speech) from any event.
         self._ended_early: dict[str, tuple[int, int]] = {}
+        self._heard: dict[str, tuple[int, int]] = {}
         self._queued_at: dict[str, float] = {}
         self._notices: deque[tuple[str, str, str]] = deque()
         # Per speaker: start of its latest submitted final (older snapshots are stale),
@@ -129,6 +132,10 @@ class CallTranscriber:
         """Queue a segment or snapshot. Never blocks; call on the event loop."""
         if self._closed:
             return
+        if event.speech_end_ms is not None:
+            heard = self._heard.get(event.speaker)
+            if heard is None or heard[0] != event.start_ms or heard[1] < event.speech_end_ms:
+                self._heard[event.speaker] = (event.start_ms, event.speech_end_ms)
         trimmed = self._after_endpoint(event)
         if trimmed is None:
             return
@@ -231,6 +238,7 @@ class CallTranscriber:
                 start_ms=first.start_ms,
                 end_ms=event.end_ms,
                 final=True,
+                speech_end_ms=event.speech_end_ms,
             )
             del finals[index]
             self._queued_at.pop(event.segment_id, None)
@@ -304,19 +312,30 @@ class CallTranscriber:
             )
 
     async def _transcribe_endpoint(self, event: SegmentEvent) -> None:
-        """A snapshot at the start of a pause: final now if it reads as a finished sentence."""
+        """A snapshot at the start of a pause: final now if it reads as a finished sentence
+        and the speaker has not gone on meanwhile."""
         text = await self._transcribe(event, as_final=True)
         if not text:
             return  # its final will tell
-        if not reads_finished(text):
-            # Not a turn's end, but good text: an interim, unless its final is queued.
+        ended = self._ended_early.get(event.speaker)
+        # After an earlier endpoint of the same utterance, `event` was trimmed to start there.
+        utterance = ended[0] if ended is not None and ended[1] == event.start_ms else event.start_ms
+        heard = self._heard.get(event.speaker)
+        went_on = (
+            heard is not None
+            and heard[0] == utterance
+            and event.speech_end_ms is not None
+            and heard[1] > event.speech_end_ms
+        )
+        if went_on or not reads_finished(text):
+            # Not the turn's end, but good text: an interim, unless its final is queued.
             if event.start_ms > self._closed_through.get(event.speaker, -1):
                 self.stats.interims += 1
                 await self._transcript(event, text, final=False)
             return
         # Final now. Its utterance's final, if queued meanwhile, still waits behind this
         # task: _after_endpoint trims it to what was said after `event`, if anything.
-        self._ended_early[event.speaker] = (event.start_ms, event.end_ms)
+        self._ended_early[event.speaker] = (utterance, event.end_ms)
         self._closed_through[event.speaker] = max(
             event.start_ms, self._closed_through.get(event.speaker, event.start_ms)
         )

@@ -13,7 +13,9 @@ a full stop anyway ("I want to." for "I want to... cancel"), so punctuation alon
 enough: text ending on a word that cannot end an English sentence (a conjunction, an
 article, a preposition, a possessive, an auxiliary) or on a number (order and phone
 numbers are read out in groups, with pauses between them) is not finished. A comma, a
-colon, a dash or an ellipsis is not an end either.
+colon, a dash or an ellipsis is not an end either. Nor is a single word: "Yes, that is
+correct." and "Hi, I want a refund" pause after their first word, which Whisper then
+ends with a full stop; waiting the full pause after a one-word turn costs ~180 ms.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ returned it."), and so are not here; a word missing here costs only the full pau
 
 
 def reads_finished(text: str) -> bool:
-    """Whether `text` reads as a finished sentence (it may be one word: "Yes.")."""
+    """Whether `text` reads as a finished sentence of two words or more."""
     text = text.strip()
     if not _END.search(text) or _ELLIPSIS.search(text):
         return False
     match = _LAST_WORD.search(text)
-    if match is None:
+    if match is None or len(text.split()) < 2:
         return False
     word = match.group(1).lower()
     if word[-1].isdigit():

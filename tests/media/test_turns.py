@@ -16,7 +16,6 @@ from tests.media.test_transcriber import Call, ScriptedEngine, label_pcm
 @pytest.mark.parametrize(
     "text",
     [
-        "Yes.",
         "Yes, that is correct.",
         "I would like to cancel my subscription, please.",
         "When will my package be delivered?",
@@ -40,6 +39,8 @@ def test_finished_sentences(text: str) -> None:
         "I was charged twice and.",
         "Hi, I want a refund for the.",
         "Um.",
+        "Yes.",  # one word: "Yes, that is correct." pauses after it
+        "Hi.",
         "Hello,",
         "Let me check...",
         "Let me check…",
@@ -79,12 +80,19 @@ def test_no_endpoint_snapshot_for_a_shorter_pause_or_when_disabled() -> None:
         assert [(e.final, e.endpoint) for e in events] == [(True, False)]
 
 
-def test_each_pause_of_an_utterance_gets_its_own_endpoint_snapshot() -> None:
+def test_speech_going_on_after_an_endpoint_snapshot_is_told_at_once() -> None:
     seg = make(silence_ms=300, endpoint_silence_ms=120)
-    events = seg.push(speech(900) + quiet(150) + speech(600) + quiet(600))
-    assert [(e.final, e.endpoint) for e in events] == [(False, True), (False, True), (True, False)]
-    first, second, final = events
-    assert first.speech_end_ms < second.speech_end_ms == final.speech_end_ms
+    events = seg.push(speech(900) + quiet(150))
+    assert [(e.final, e.endpoint) for e in events] == [(False, True)]
+    # The first frame of speech after it sends a plain snapshot holding that frame.
+    resumed = seg.push(speech(FRAME_MS))
+    assert [(e.final, e.endpoint) for e in resumed] == [(False, False)]
+    assert resumed[0].speech_end_ms == resumed[0].end_ms == events[0].end_ms + 30 + FRAME_MS
+    # Each pause of the utterance gets its own endpoint snapshot.
+    events = seg.push(speech(600) + quiet(600))
+    assert [(e.final, e.endpoint) for e in events] == [(False, True), (True, False)]
+    second, final = events
+    assert second.speech_end_ms == final.speech_end_ms > resumed[0].speech_end_ms
 
 
 # -- the transcriber ----------------------------------------------------------------------
@@ -147,7 +155,7 @@ async def test_an_unfinished_sentence_waits_for_the_full_pause() -> None:
 async def test_a_speaker_who_goes_on_gets_a_new_segment_for_the_rest() -> None:
     engine = ScriptedEngine()
     call = Call(engine)
-    first = utterance([("Yes.", 600), ("", 120)])
+    first = utterance([("That is right.", 600), ("", 120)])
     call.transcriber.submit(event(first, final=False, endpoint=True, speech_end_ms=600))
     await call.until(lambda: call.finals)
     # 150 ms after the endpoint the speaker went on; an interim snapshot, then the final.
@@ -159,11 +167,11 @@ async def test_a_speaker_who_goes_on_gets_a_new_segment_for_the_rest() -> None:
     await call.until(lambda: len(call.finals) == 2)
     await call.transcriber.close(drain=True)
     assert [(t.text, t.final, t.segment_id, t.start_ms, t.end_ms) for t in call.finals] == [
-        ("Yes.", True, "customer-0", 0, 720),
+        ("That is right.", True, "customer-0", 0, 720),
         ("And my email too.", True, "customer-720", 720, 1850),
     ]
     # Each stretch of audio went to the engine once.
-    assert engine.heard == ["Yes.", "And my email too."]
+    assert engine.heard == ["That is right.", "And my email too."]
     assert call.transcriber.stats.split == 1
 
 
@@ -183,3 +191,46 @@ async def test_an_endpoint_behind_its_queued_final_still_ends_the_turn_once() ->
     await call.transcriber.close(drain=True)
     assert [(t.text, t.final) for t in call.transcripts] == [("Okay, one moment please.", True)]
     assert engine.heard == ["Okay, one moment please."]
+
+
+async def test_speech_going_on_while_the_endpoint_is_decoded_keeps_the_turn_open() -> None:
+    engine = ScriptedEngine()
+    engine.release.clear()
+    call = Call(engine)
+    first = utterance([("It arrived.", 900), ("", 120)])
+    call.transcriber.submit(event(first, final=False, endpoint=True, speech_end_ms=900))
+    async with asyncio.timeout(5):
+        while not engine.active:  # noqa: ASYNC110 - the test double has no event for it
+            await asyncio.sleep(0.005)
+    # The segmenter's snapshot as speech goes on, 150 ms into the pause.
+    call.transcriber.submit(event(first + label_pcm("x", 30), final=False, speech_end_ms=1080))
+    engine.release.set()
+    whole = first + label_pcm("broken.", 600) + bytes(200 * BYTES_PER_MS)
+    await call.until(lambda: call.transcripts)
+    call.transcriber.submit(event(whole, final=True, speech_end_ms=1650))
+    await call.until(lambda: call.finals)
+    await call.transcriber.close(drain=True)
+    # "It arrived." read as finished, but the speaker had gone on: only an interim.
+    assert [(t.text, t.final, t.segment_id) for t in call.transcripts] == [
+        ("It arrived.", False, "customer-0"),
+        ("It arrived. broken.", True, "customer-0"),
+    ]
+    assert (call.transcriber.stats.endpoints, call.transcriber.stats.split) == (0, 0)
+
+
+async def test_two_sentences_of_one_utterance_become_two_finals_and_nothing_more() -> None:
+    engine = ScriptedEngine()
+    call = Call(engine)
+    one = utterance([("I need a refund please.", 900), ("", 120)])
+    call.transcriber.submit(event(one, final=False, endpoint=True, speech_end_ms=900))
+    await call.until(lambda: len(call.finals) == 1)
+    two = one + utterance([("", 180), ("My order is late.", 900), ("", 120)])
+    call.transcriber.submit(event(two, final=False, endpoint=True, speech_end_ms=2100))
+    await call.until(lambda: len(call.finals) == 2)
+    call.transcriber.submit(event(two + bytes(80 * BYTES_PER_MS), final=True, speech_end_ms=2100))
+    await call.transcriber.close(drain=True)
+    assert [(t.text, t.segment_id, t.start_ms, t.end_ms) for t in call.transcripts] == [
+        ("I need a refund please.", "customer-0", 0, 1020),
+        ("My order is late.", "customer-1020", 1020, 2220),
+    ]
+    assert engine.heard == ["I need a refund please.", "My order is late."]
