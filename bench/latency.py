@@ -1,15 +1,22 @@
-"""Speech-to-suggestion latency over real WebRTC, with the local engines (issues 3 and 4).
+"""Speech-to-transcript latency and capacity over real WebRTC, local engines (issues 3, 4, 14).
 
-A real server process (local Whisper, local suggestion engine, demo data) and, in this
-process, customer and agent peers. Customers say the speech fixtures in turn; for every
-line we time, on the *agent's* data channel:
+    python -m bench.latency                                  # 1,8,12,16,20,24,32 calls
+    python -m bench.latency --calls 1,24 --rounds 2          # some steps
+    CALLASSIST_STT_BATCH_MAX=1 python -m bench.latency ...   # any server setting, by env
 
-- end of speech → the line's final transcript (p50/p95), and → its first interim;
-- end of speech → the first `ai_suggestion` it led to;
-- final transcript → first `ai_suggestion` (the assist engine and its turn-taking);
+A real server process (offline defaults: local Whisper, local suggestion engine, demo data)
+and a load generator in its own process (`--client`), so that the two do not share a GIL.
+In every call the customer and the agent talk in turn: each says a random fixture line of
+its role, 0.2-1 s after the other finished. The load generator sends Opus encoded once and
+decodes nothing it receives. For every line, on the agent's data channel:
 
-for 1 call, then for several calls whose customers talk at the same time, to find how
-many concurrently talking calls keep the transcript p95 under 1.5 s.
+- end of speech → the speaker's last final transcript of the line (p50/p95);
+- whether the line got a final at all; interim transcripts per line;
+- end of speech → first `ai_suggestion` (customer lines);
+
+and, over the talking window, the server's CPU (from /proc) and `status` events about
+speech-to-text. Prints one JSON line per step, then a table. Run it on an idle machine:
+it measures latency on shared cores (the figures print the load average with them).
 """
 
 from __future__ import annotations
@@ -22,21 +29,15 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 import wave
 from pathlib import Path
 
-import aiohttp
 import numpy as np
-
-from bench.relay import _free_port, _wait_health
-from server.qa import Participant, customer_session, encode_wav_to_opus, login
-from signaling.ice import restrict_host_addresses
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "fixtures" / "speech"
-DEMO_PHONES = ["+12025550101", "+12025550102", "+12025550103", "+12025550104",
-               "+12025550105", "+12025550106"]
-
+STEPS = "1,8,12,16,20,24,32"
 
 SPEECH_DBFS = -50.0
 """A 20 ms frame louder than this is speech. The fixtures speak at -15 to -20 dBFS and are
@@ -45,6 +46,8 @@ vowels: the release of a final stop after its closure (the k of "back" in
 customer_double_charge: -45 dBFS, after a 120 ms closure), the fading of a nasal. A -40
 threshold cut them off and put the end of speech up to 140 ms early, which counted time
 the customer was still speaking as latency; the server's VAD hears them as speech."""
+SETTLE_S = 2.5
+"""After a call's last line: time left for its final before the step ends."""
 
 
 def speech_bounds_s(path: Path, threshold_dbfs: float = SPEECH_DBFS) -> tuple[float, float]:
@@ -62,16 +65,6 @@ def speech_bounds_s(path: Path, threshold_dbfs: float = SPEECH_DBFS) -> tuple[fl
     return float(loud[0] * frame / rate), float((loud[-1] + 1) * frame / rate)
 
 
-def customer_lines() -> list[tuple[str, list[bytes], float, float]]:
-    fixtures = json.loads((SPEECH / "fixtures.json").read_text())["fixtures"]
-    lines = []
-    for f in fixtures:
-        if f["role"] == "customer":
-            path = SPEECH / f["file"]
-            lines.append((f["file"], encode_wav_to_opus(path), *speech_bounds_s(path)))
-    return lines
-
-
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -79,113 +72,230 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_calls(url: str, calls: int, rounds: int, http: aiohttp.ClientSession) -> dict:
-    lines = customer_lines()
-    token = await login(http, url, "bench", "bench-password")
-    pairs = []
-    for i in range(calls):
-        cust = await customer_session(http, url, "Bench caller", phone=DEMO_PHONES[i % len(DEMO_PHONES)] if i < len(DEMO_PHONES) else f"+1555{i:07d}")
-        customer = Participant(url, cust["token"], "customer", decode=False, http=http)
-        created = await customer.request("POST", "/api/calls", json={"reason": "bench"})
-        agent = Participant(url, token, "agent", decode=False, http=http)
-        await agent.request("POST", f"/api/calls/{created['call_id']}/accept")
-        await customer.connect(created["call_id"])
-        await agent.connect(created["call_id"])
-        pairs.append((customer, agent))
-    await asyncio.sleep(1.0)
+# -- the load generator (its own process) ---------------------------------------------------
 
-    samples: dict[str, list[float]] = {"final": [], "interim": [], "suggestion": [], "engine": []}
-    missed = 0
 
-    async def talk(customer: Participant, agent: Participant, seed: int) -> None:
-        nonlocal missed
-        rng = random.Random(seed)
-        await asyncio.sleep(rng.uniform(0, 1.5))  # calls do not talk in lockstep
-        for _ in range(rounds):
-            for _name, packets, start_s, end_s in rng.sample(lines, len(lines)):
-                mark = len(agent.events)
-                customer.track.replace(packets)
-                # The track has no event for it: poll until the clip's first packet is out.
-                while customer.track.clip_started_at is None or customer.track._index == 0:  # noqa: ASYNC110
-                    await asyncio.sleep(0.005)
-                started = customer.track.clip_started_at
-                spoken = started + end_s
-                await asyncio.sleep(len(packets) * 0.02 + 2.5)
-                new = agent.events[mark:]
-                when = dict(zip(map(id, new), agent.received_at[mark:], strict=False))
-                at = lambda e, w=when: w[id(e)]  # noqa: E731
-                finals = [e for e in new if e["type"] == "transcript" and e["final"] and e["speaker"] == "customer"]
-                interims = [e for e in new if e["type"] == "transcript" and not e["final"] and e["speaker"] == "customer"]
-                suggestions = [e for e in new if e["type"] == "ai_suggestion"]
-                if not finals:
-                    missed += 1
-                    continue
-                last_final = at(finals[-1])
-                samples["final"].append(last_final - spoken)
-                if interims:
-                    samples["interim"].append(at(interims[0]) - (started + start_s))
-                later = [at(s) for s in suggestions if at(s) >= last_final]
-                if later:
-                    samples["suggestion"].append(min(later) - spoken)
-                    samples["engine"].append(min(later) - last_final)
-                await asyncio.sleep(rng.uniform(0.2, 1.0))
+def role_lines(role: str) -> list[tuple[str, list[bytes], float]]:
+    """(reference text, Opus packets, end of speech in s) of every fixture line of a role."""
+    from server.qa import encode_wav_to_opus
 
-    await asyncio.gather(*(talk(c, a, i) for i, (c, a) in enumerate(pairs)))
-    for c, a in pairs:
-        await c.close()
-        await a.close()
+    fixtures = json.loads((SPEECH / "fixtures.json").read_text())["fixtures"]
+    return [
+        (f["text"], encode_wav_to_opus(SPEECH / f["file"]), speech_bounds_s(SPEECH / f["file"])[1])
+        for f in fixtures
+        if f["role"] == role
+    ]
+
+
+async def run_calls(url: str, calls: int, rounds: int) -> dict:
+    import aiohttp
+
+    from server.qa import Participant, customer_session, login
+
+    lines = {role: role_lines(role) for role in ("customer", "agent")}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50)) as http:
+        token = await login(http, url, "bench", "bench-password")
+        pairs = []
+        for i in range(calls):
+            cust = await customer_session(http, url, f"Bench caller {i}", phone=f"+1555{i:07d}")
+            customer = Participant(url, cust["token"], "customer", decode=False, http=http)
+            created = await customer.request("POST", "/api/calls", json={"reason": "bench"})
+            agent = Participant(url, token, "agent", decode=False, http=http)
+            await agent.request("POST", f"/api/calls/{created['call_id']}/accept")
+            await customer.connect(created["call_id"])
+            await agent.connect(created["call_id"])
+            pairs.append((customer, agent))
+        await asyncio.sleep(1.0)
+        print("TALK_START", flush=True)
+        results = await asyncio.gather(
+            *(
+                talk(customer, agent, lines, rounds, seed)
+                for seed, (customer, agent) in enumerate(pairs)
+            )
+        )
+        print("TALK_END", flush=True)
+        for customer, agent in pairs:
+            await customer.close()
+            await agent.close()
+    lines_said = [line for result in results for line in result["lines"]]
+    statuses = [code for result in results for code in result["statuses"]]
+    finals = [line["final_s"] for line in lines_said if line["final_s"] is not None]
+    suggestions = [line["suggestion_s"] for line in lines_said if line["suggestion_s"] is not None]
     ms = lambda v: round(v * 1000)  # noqa: E731
+    from media.wer import corpus_wer
+
+    heard = [line for line in lines_said if line["final_s"] is not None]
     return {
         "calls": calls,
-        "lines": len(samples["final"]) + missed,
-        "missed": missed,
-        "final_p50_ms": ms(pct(samples["final"], 0.5)),
-        "final_p95_ms": ms(pct(samples["final"], 0.95)),
-        "first_interim_after_speech_start_p50_ms": ms(pct(samples["interim"], 0.5)),
-        "suggestion_p50_ms": ms(pct(samples["suggestion"], 0.5)),
-        "suggestion_p95_ms": ms(pct(samples["suggestion"], 0.95)),
-        "transcript_to_suggestion_p50_ms": ms(pct(samples["engine"], 0.5)),
-        "transcript_to_suggestion_p95_ms": ms(pct(samples["engine"], 0.95)),
+        "lines": len(lines_said),
+        "with_final": round(len(finals) / max(1, len(lines_said)), 3),
+        "final_p50_ms": ms(pct(finals, 0.5)),
+        "final_p95_ms": ms(pct(finals, 0.95)),
+        "interims_per_line": round(
+            sum(line["interims"] for line in lines_said) / max(1, len(lines_said)), 2
+        ),
+        "wer_heard_lines": round(corpus_wer([(x["reference"], x["heard"]) for x in heard]), 3),
+        "suggestion_p50_ms": ms(pct(suggestions, 0.5)),
+        "stt_status": {code: statuses.count(code) for code in sorted(set(statuses))},
     }
 
 
-async def main_async(steps: list[int], rounds: int) -> list[dict]:
+async def talk(customer, agent, lines: dict, rounds: int, seed: int) -> dict:  # noqa: ANN001
+    """Customer and agent say their lines in turn; every event is read from the agent."""
+    rng = random.Random(seed)
+    await asyncio.sleep(rng.uniform(0, 2.0))  # calls do not talk in lockstep
+    script = []
+    for _ in range(rounds):
+        cust = rng.sample(lines["customer"], len(lines["customer"]))
+        agen = rng.sample(lines["agent"], len(lines["agent"]))
+        for pair in zip(cust, agen, strict=False):
+            script += [("customer", customer, pair[0]), ("agent", agent, pair[1])]
+    said = []  # (speaker, monotonic start of the clip, monotonic end of speech, text)
+    for speaker, party, (text, packets, end_s) in script:
+        party.track.replace(packets)
+        # The track has no event for it: poll until the clip's first packet is out.
+        while party.track._index == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        started = party.track.clip_started_at
+        said.append((speaker, started, started + end_s, text))
+        await asyncio.sleep(max(0.0, started + len(packets) * 0.02 - time.monotonic()))
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+    await asyncio.sleep(SETTLE_S)
+    # Transcripts belong to the line during which their segment started: `start_ms` counts
+    # from the accept, whose `call_state` carries the server's epoch time (same machine).
+    to_epoch = time.time() - time.monotonic()
+    events = list(zip(agent.events, agent.received_at, strict=False))
+    accepted_s = next(
+        e["ts"] / 1000 for e, _ in events if e["type"] == "call_state" and e["state"] == "active"
+    )
+    transcripts = [(e, at) for e, at in events if e["type"] == "transcript"]
+    suggestions = [at for e, at in events if e["type"] == "ai_suggestion"]
+    out = []
+    for speaker, started, spoken, text in said:
+        first, last = started + to_epoch - 0.5, spoken + to_epoch + 0.2
+        mine = [
+            (e, at)
+            for e, at in transcripts
+            if e["speaker"] == speaker and first <= accepted_s + e["start_ms"] / 1000 <= last
+        ]
+        finals = [at for e, at in mine if e["final"]]
+        suggestion = next((at for at in suggestions if finals and at >= finals[-1]), None)
+        out.append(
+            {
+                "speaker": speaker,
+                "final_s": max(finals) - spoken if finals else None,
+                "interims": sum(1 for e, _ in mine if not e["final"]),
+                "reference": text,
+                "heard": " ".join(
+                    e["text"] for e, _ in sorted(mine, key=lambda m: m[0]["start_ms"]) if e["final"]
+                ),
+                "suggestion_s": suggestion - spoken
+                if suggestion and speaker == "customer" and suggestion - spoken < 5
+                else None,
+            }
+        )
+    statuses = [
+        e["code"] for e, _ in events if e["type"] == "status" and e["code"].startswith("stt")
+    ]
+    return {"lines": out, "statuses": statuses}
+
+
+def client_main(url: str, calls: int, rounds: int) -> None:
+    from signaling.ice import restrict_host_addresses
+
     restrict_host_addresses(["127.0.0.1"])
-    rows = []
-    for calls in steps:
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        with tempfile.TemporaryDirectory() as data:
-            env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "CALLASSIST_DATA_DIR": data}
-            await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "server", "user", "add", "bench", "--role", "agent",
-                 "--password-stdin"],
-                input=b"bench-password", cwd=ROOT, env=env, check=True, capture_output=True,
-            )
-            server = await asyncio.to_thread(
-                subprocess.Popen,
-                [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            try:
-                await asyncio.to_thread(_wait_health, url, server)
-                async with aiohttp.ClientSession() as http:
-                    row = await run_calls(url, calls, rounds, http)
-            finally:
-                server.terminate()
-                await asyncio.to_thread(server.wait, 30)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return rows
+    print(json.dumps(asyncio.run(run_calls(url, calls, rounds))), flush=True)
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_step(calls: int, rounds: int) -> dict:
+    from bench.relay import _free_port, _wait_health
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as data:
+        env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "CALLASSIST_DATA_DIR": data}
+        subprocess.run(
+            [sys.executable, "-m", "server", "user", "add", "bench", "--role", "agent",
+             "--password-stdin"],
+            input=b"bench-password", cwd=ROOT, env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _wait_health(url, server)
+            client = subprocess.Popen(
+                [sys.executable, "-m", "bench.latency", "--client", url, "--calls", str(calls),
+                 "--rounds", str(rounds)],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert client.stdout is not None
+            marks: dict[str, tuple[float, float]] = {}
+            result: dict = {}
+            for line in client.stdout:
+                line = line.strip()
+                if line in ("TALK_START", "TALK_END"):
+                    marks[line] = (time.monotonic(), _cpu_s(server.pid))
+                elif line.startswith("{"):
+                    result = json.loads(line)
+            client.wait()
+            if client.returncode != 0 or not result:
+                raise RuntimeError(f"load generator failed ({client.returncode})")
+        finally:
+            server.terminate()
+            server.wait(30)
+    (t0, c0), (t1, c1) = marks["TALK_START"], marks["TALK_END"]
+    result["server_cores"] = round((c1 - c0) / (t1 - t0), 2)
+    result["load_avg"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "\n| calls | lines | with a final | end of speech → final p50 / p95 | WER | interims "
+        "per line | server cores | stt status events | load avg |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        status = ", ".join(f"{k} {v}" for k, v in r["stt_status"].items()) or "-"
+        print(
+            f"| {r['calls']} | {r['lines']} | {r['with_final'] * 100:.1f}% | "
+            f"{r['final_p50_ms']} / {r['final_p95_ms']} ms | {r['wer_heard_lines'] * 100:.1f}% | "
+            f"{r['interims_per_line']} | "
+            f"{r['server_cores']} | {status} | {r['load_avg']} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", default="1,4,10,16,24", help="comma-separated concurrent call counts")
-    parser.add_argument("--rounds", type=int, default=2, help="times each customer says every line")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default=STEPS, help="comma-separated concurrent call counts")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each party says all its lines (1 call: 2)"
+    )
+    parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return asyncio.run(main_async([int(c) for c in args.calls.split(",")], args.rounds))
+    steps = [int(c) for c in args.calls.split(",")]
+    if args.client:
+        client_main(args.client, steps[0], args.rounds)
+        return []
+    print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()}", flush=True)
+    rows = []
+    for calls in steps:
+        rounds = max(args.rounds, 2) if calls == 1 else args.rounds
+        row = run_step(calls, rounds)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print_table(rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class SpeechSettings:
     """webrtcvad mode, 0 (least) to 3 (most aggressive at rejecting non-speech)."""
     silence_ms: int = 300
     """Silence that ends an utterance."""
-    endpoint_silence_ms: int = 120
+    endpoint_silence_ms: int = 180
     """Silence after which an utterance whose text already reads as a finished sentence
     ends (0: only `silence_ms` ends one)."""
     preroll_ms: int = 200

@@ -183,7 +183,7 @@ def load_settings(
         timeout_s=_float(env, "CALLASSIST_STT_TIMEOUT", 10.0),
         vad_aggressiveness=_int(env, "CALLASSIST_VAD_AGGRESSIVENESS", 2),
         silence_ms=_int(env, "CALLASSIST_VAD_SILENCE_MS", 300),
-        endpoint_silence_ms=_int(env, "CALLASSIST_ENDPOINT_SILENCE_MS", 120),
+        endpoint_silence_ms=_int(env, "CALLASSIST_ENDPOINT_SILENCE_MS", 180),
         preroll_ms=_int(env, "CALLASSIST_VAD_PREROLL_MS", 200),
         max_segment_ms=_int(env, "CALLASSIST_MAX_SEGMENT_MS", 15000),
         interim_interval_ms=_int(env, "CALLASSIST_INTERIM_INTERVAL_MS", 1000),
