@@ -98,6 +98,7 @@ class CallTranscriber:
         self._engine = engine
         self._behind_s = behind_s
         self._max_pending = max(1, settings.queue_max_segments)
+        self._show_interims = settings.interim_interval_ms > 0
         self._emit_transcript = emit_transcript
         self._emit_status = emit_status
         self._finals: deque[SegmentEvent] = deque()
@@ -154,7 +155,8 @@ class CallTranscriber:
             self._idle.clear()
             if len(self._finals) > self._max_pending:
                 self._shed_load()
-        elif self._draining:
+        elif self._draining or not (event.endpoint or self._show_interims):
+            # (With interims off, a snapshot still told _heard that speech went on.)
             return
         elif event.start_ms > self._closed_through.get(event.speaker, -1):
             pending = self._endpoints if event.endpoint else self._partials
@@ -329,7 +331,7 @@ class CallTranscriber:
         )
         if went_on or not reads_finished(text):
             # Not the turn's end, but good text: an interim, unless its final is queued.
-            if event.start_ms > self._closed_through.get(event.speaker, -1):
+            if self._show_interims and event.start_ms > self._closed_through.get(event.speaker, -1):
                 self.stats.interims += 1
                 await self._transcript(event, text, final=False)
             return

@@ -12,7 +12,7 @@ import pytest
 from media.audio import SAMPLE_RATE, SegmentEvent, Transcript
 from media.pipeline import InboundAudio
 from media.stt import SpeechToTextError, create_speech_to_text
-from media.stt.local import LocalWhisper, WhisperDecoder
+from media.stt.local import LocalWhisper, Request, WhisperDecoder
 from media.transcriber import CallTranscriber
 from media.wer import corpus_wer, wer
 from server.config import SpeechSettings
@@ -178,3 +178,47 @@ async def test_audio_to_final_transcripts() -> None:
     starts = [t.start_ms for t in finals]
     assert starts == sorted(starts)
     assert all(t.end_ms > t.start_ms for t in finals)
+
+
+def test_a_batch_of_segments_from_different_calls_gives_each_its_own_text(
+    decoders: dict[str, WhisperDecoder], segments: dict[str, list[SegmentEvent]]
+) -> None:
+    """Eight calls' segments (four voices, 1-5 s, customers and agents) in one batch,
+    padded to the longest: each comes back with its own words, as good as alone."""
+    decoder = decoders["real_length"]
+    names = [
+        "customer_warranty", "agent_greeting", "customer_confirm", "agent_refund_issued",
+        "customer_cancel", "agent_hold", "customer_angry", "agent_verify",
+    ]  # fmt: skip
+    chosen = [(fixture(name), segments[name][0]) for name in names]
+    assert all(len(segments[name]) == 1 for name in names)
+    batched = decoder.decode_batch([Request(s.pcm) for _, s in chosen])
+    alone = [decoder.decode(s.pcm) for _, s in chosen]
+    refs = [fx.text for fx, _ in chosen]
+    for index, (fx, _) in enumerate(chosen):
+        text = batched[index].text
+        assert batched[index].is_speech and not batched[index].padded, (fx.name, batched[index])
+        own = wer(fx.text, text)
+        assert own <= 0.3, (fx.name, text)  # espeak's "three to five" is the worst: 0.25
+        # Its own reference fits it far better than any other call's.
+        assert all(own < wer(other, text) for other in refs if other != fx.text), (fx.name, text)
+    batched_wer = corpus_wer(zip(refs, [r.text for r in batched], strict=True))
+    alone_wer = corpus_wer(zip(refs, [r.text for r in alone], strict=True))
+    assert batched_wer <= alone_wer + 0.02, (batched_wer, alone_wer)
+
+
+async def test_concurrent_calls_share_batches_of_the_engine() -> None:
+    """Six calls' finals submitted together reach the model in one batch, and every call
+    gets its own transcript back."""
+    engine = LocalWhisper(SpeechSettings(batch_wait_ms=50))
+    await engine.start()
+    cut = {f.name: segment_offline(f.pcm()) for f in speech_fixtures()}
+    lines = [f for f in speech_fixtures() if len(cut[f.name]) == 1][:6]
+    pcms = [cut[f.name][0].pcm for f in lines]
+    try:
+        texts = await asyncio.gather(*(engine.transcribe(pcm) for pcm in pcms))
+    finally:
+        await engine.aclose()
+    assert engine.stats.batch_sizes == {6: 1}
+    for fx, text in zip(lines, texts, strict=True):
+        assert wer(fx.text, text) <= 0.25, (fx.name, text)

@@ -9,7 +9,7 @@ import pytest
 
 from media.audio import BYTES_PER_MS, SegmentEvent, Transcript
 from media.stt.base import SpeechToText, SpeechToTextError
-from media.transcriber import MERGE_MAX_MS, CallTranscriber
+from media.transcriber import BEHIND_S, MERGE_MAX_MS, CallTranscriber
 from server.config import SpeechSettings
 
 
@@ -68,7 +68,7 @@ class ScriptedEngine(SpeechToText):
 class Call:
     """A transcriber wired to lists, as the call session wires it to events."""
 
-    def __init__(self, engine: SpeechToText, **settings: int) -> None:
+    def __init__(self, engine: SpeechToText, behind_s: float = BEHIND_S, **settings: int) -> None:
         self.transcripts: list[Transcript] = []
         self.statuses: list[tuple[str, str, str]] = []
         self.changed = asyncio.Event()
@@ -77,6 +77,7 @@ class Call:
             settings=SpeechSettings(**settings),  # type: ignore[arg-type]
             emit_transcript=self._transcript,
             emit_status=self._status,
+            behind_s=behind_s,
         )
 
     async def _transcript(self, transcript: Transcript) -> None:
