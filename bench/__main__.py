@@ -2,6 +2,7 @@
 
     python -m bench                 # all of them (~15 minutes on 2 cores)
     python -m bench relay latency   # some of them
+    python -m bench.latency --calls 1,24 --rounds 2   # one benchmark with its own options
 
 Run them on an otherwise idle machine: they measure CPU and latency on shared cores.
 """
@@ -16,7 +17,8 @@ BENCHMARKS = {
     "relay": ("bench.relay", "concurrent calls: CPU, loop lag, frames delivered, RSS (issue 2)"),
     "stt": ("bench.bench_stt", "speech-to-text engine and audio front end (issue 3)"),
     "assist": ("bench.bench_assist", "final transcript → first suggestion, engine only (issue 4)"),
-    "latency": ("bench.latency", "end of speech → transcript → suggestion over WebRTC (issues 3, 4)"),
+    "batch": ("bench.bench_batch", "batched speech-to-text, threads, windows, end of turn (issue 14)"),
+    "latency": ("bench.latency", "talking calls over WebRTC: end of speech → final transcript, capacity (issues 3, 4, 14)"),
     "security": ("bench.security", "a live call's ping RTT under a login storm and a call flood (issue 9)"),
     "nlp": ("bench.nlp", "kept libraries: sentiment, retrieval, phone entities vs labels (issue 13)"),
     "scenarios": ("bench.scenarios", "scripted calls: coverage, relevance, stale facts, redaction (issue 13)"),

@@ -40,7 +40,7 @@ from media.audio import SegmentEvent  # noqa: E402
 from media.stt.local import MIN_WINDOW_S, LocalWhisper, Request, WhisperDecoder  # noqa: E402
 from media.wer import corpus_wer  # noqa: E402
 from server.config import SpeechSettings  # noqa: E402
-from tests.media.speech import segment_offline, silence, speech_fixtures  # noqa: E402
+from tests.media.speech import events_offline, segment_offline, silence, speech_fixtures  # noqa: E402
 
 
 def _load() -> float:
@@ -237,7 +237,7 @@ async def endpoints(values: list[int]) -> None:
             transcriber = CallTranscriber(
                 engine=engine, settings=settings, emit_transcript=emit, emit_status=status
             )
-            events = segment_events(silence(lead_ms) + fx.pcm() + silence(after_ms), settings)
+            events = events_offline(silence(lead_ms) + fx.pcm() + silence(after_ms), settings)
             t0 = loop.time()
             for event in events:
                 due_ms = event.end_ms
@@ -267,25 +267,6 @@ async def endpoints(values: list[int]) -> None:
         for text in splits:
             print(f"      several finals: {text}")
     await engine.aclose()
-
-
-def segment_events(pcm: bytes, settings: SpeechSettings) -> list[SegmentEvent]:
-    """Every event (snapshots too) InboundAudio would give for this audio sent as Opus."""
-    from media.decode import OpusDecoder
-    from media.segmenter import Segmenter
-    from media.vad import FRAME_MS, VoiceActivityDetector
-    from tests.media.speech import opus_packets
-
-    decoder = OpusDecoder()
-    vad = VoiceActivityDetector(settings.vad_aggressiveness, FRAME_MS)
-    segmenter = Segmenter(
-        speaker="customer", settings=settings, is_speech=vad.is_speech, frame_ms=FRAME_MS
-    )
-    events: list[SegmentEvent] = []
-    for packet in opus_packets(pcm):
-        events += segmenter.push(decoder.decode(packet))
-    events += segmenter.push(decoder.flush())
-    return events + segmenter.flush()
 
 
 def main() -> None:

@@ -116,6 +116,11 @@ def speech_span_ms(pcm: bytes, threshold_dbfs: float = -35.0) -> tuple[int, int]
 def segment_offline(pcm: bytes, settings: SpeechSettings | None = None) -> list[SegmentEvent]:
     """The final segments InboundAudio would cut from this audio sent as Opus, computed
     in this thread with the same decoder, VAD and segmenter."""
+    return [e for e in events_offline(pcm, settings) if e.final]
+
+
+def events_offline(pcm: bytes, settings: SpeechSettings | None = None) -> list[SegmentEvent]:
+    """Every event (snapshots too) InboundAudio would give for this audio sent as Opus."""
     settings = settings or SpeechSettings()
     decoder = OpusDecoder()
     vad = VoiceActivityDetector(settings.vad_aggressiveness, FRAME_MS)
@@ -126,5 +131,4 @@ def segment_offline(pcm: bytes, settings: SpeechSettings | None = None) -> list[
     for packet in opus_packets(pcm):
         events += segmenter.push(decoder.decode(packet))
     events += segmenter.push(decoder.flush())
-    events += segmenter.flush()
-    return [e for e in events if e.final]
+    return events + segmenter.flush()

@@ -175,6 +175,13 @@ async def test_a_speaker_who_goes_on_gets_a_new_segment_for_the_rest() -> None:
     assert call.transcriber.stats.split == 1
 
 
+async def decoding(engine: ScriptedEngine) -> None:
+    """Until the engine holds a request (released with `engine.release`)."""
+    async with asyncio.timeout(5):
+        while not engine.active:  # noqa: ASYNC110 - the test double has no event for it
+            await asyncio.sleep(0.005)
+
+
 async def test_an_endpoint_behind_its_queued_final_still_ends_the_turn_once() -> None:
     """The final arrives while the endpoint is being decoded: one final transcript."""
     engine = ScriptedEngine()
@@ -182,9 +189,7 @@ async def test_an_endpoint_behind_its_queued_final_still_ends_the_turn_once() ->
     call = Call(engine)
     said = utterance([("Okay, one moment please.", 900), ("", 120)])
     call.transcriber.submit(event(said, final=False, endpoint=True, speech_end_ms=900))
-    async with asyncio.timeout(5):
-        while not engine.active:  # noqa: ASYNC110 - the test double has no event for it
-            await asyncio.sleep(0.005)
+    await decoding(engine)
     call.transcriber.submit(event(said + bytes(80 * BYTES_PER_MS), final=True, speech_end_ms=900))
     engine.release.set()
     await call.until(lambda: call.finals)
@@ -199,9 +204,7 @@ async def test_speech_going_on_while_the_endpoint_is_decoded_keeps_the_turn_open
     call = Call(engine)
     first = utterance([("It arrived.", 900), ("", 120)])
     call.transcriber.submit(event(first, final=False, endpoint=True, speech_end_ms=900))
-    async with asyncio.timeout(5):
-        while not engine.active:  # noqa: ASYNC110 - the test double has no event for it
-            await asyncio.sleep(0.005)
+    await decoding(engine)
     # The segmenter's snapshot as speech goes on, 150 ms into the pause.
     call.transcriber.submit(event(first + label_pcm("x", 30), final=False, speech_end_ms=1080))
     engine.release.set()
