@@ -137,6 +137,7 @@ async def run_calls(url: str, calls: int, rounds: int) -> dict:
         "wer_heard_lines": round(corpus_wer([(x["reference"], x["heard"]) for x in heard]), 3),
         "suggestion_p50_ms": ms(pct(suggestions, 0.5)),
         "stt_status": {code: statuses.count(code) for code in sorted(set(statuses))},
+        "lines_not_sent": sum(result["stalled"] for result in results),
     }
 
 
@@ -151,11 +152,18 @@ async def talk(customer, agent, lines: dict, rounds: int, seed: int) -> dict:  #
         for pair in zip(cust, agen, strict=False):
             script += [("customer", customer, pair[0]), ("agent", agent, pair[1])]
     said = []  # (speaker, monotonic start of the clip, monotonic end of speech, text)
+    stalled = 0
     for speaker, party, (text, packets, end_s) in script:
         party.track.replace(packets)
         # The track has no event for it: poll until the clip's first packet is out.
-        while party.track._index == 0:  # noqa: ASYNC110
+        deadline = time.monotonic() + 5.0
+        while party.track._index == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
+        if party.track._index == 0:
+            # Its peer stopped pulling audio (connection lost): say so, go on.
+            print(f"no audio went out for a {speaker} line", file=sys.stderr, flush=True)
+            stalled += 1
+            continue
         started = party.track.clip_started_at
         said.append((speaker, started, started + end_s, text))
         await asyncio.sleep(max(0.0, started + len(packets) * 0.02 - time.monotonic()))
@@ -197,7 +205,7 @@ async def talk(customer, agent, lines: dict, rounds: int, seed: int) -> dict:  #
     statuses = [
         e["code"] for e, _ in events if e["type"] == "status" and e["code"].startswith("stt")
     ]
-    return {"lines": out, "statuses": statuses}
+    return {"lines": out, "statuses": statuses, "stalled": stalled}
 
 
 def client_main(url: str, calls: int, rounds: int) -> None:

@@ -416,6 +416,13 @@ class LocalWhisper(SpeechToText):
         if self._closed:
             return
         self._closed = True
+        stats = self._queue.stats
+        if stats.batches:
+            logger.info(
+                "local speech-to-text: %d segments in %d batches (sizes %s), %d interims declined",
+                stats.segments, stats.batches, dict(sorted(stats.batch_sizes.items())),
+                stats.interims_declined,
+            )  # fmt: skip
         await self._queue.aclose(SpeechToTextError("speech-to-text engine is closed"))
         # Waits for a running batch (about a second at most).
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
