@@ -139,6 +139,9 @@ async def test_audio_to_final_transcripts() -> None:
     """Opus packets → InboundAudio → CallTranscriber → the local engine → Transcripts."""
     settings = SpeechSettings()
     engine = LocalWhisper(settings)
+    # Started first, as the server does: a model loading under the first final would be
+    # a final that waited, and rightly reported as `stt_behind`.
+    await engine.start()
     transcripts: list[Transcript] = []
     statuses: list[tuple[str, str, str]] = []
 
