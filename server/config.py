@@ -14,9 +14,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from media.settings import SpeechSettings
+from media.settings import SpeechSettings, TextToSpeechSettings
 
-__all__ = ["AssistSettings", "ConfigError", "Settings", "SpeechSettings", "load_settings"]
+__all__ = [
+    "AssistSettings",
+    "ConfigError",
+    "Settings",
+    "SpeechSettings",
+    "TextToSpeechSettings",
+    "VoiceAgentSettings",
+    "load_settings",
+]
 
 MIN_SECRET_BYTES = 32
 
@@ -42,6 +50,20 @@ class AssistSettings:
     """The wait after a final customer transcript when the VAD says the customer is silent."""
     history_turns: int = 12
     """Turns of the conversation the engines see."""
+
+
+VOICE_AGENT_MODES = ("off", "overflow", "always")
+
+
+@dataclass(frozen=True)
+class VoiceAgentSettings:
+    """The AI voice agent that answers callers no human has taken (API.md, Voice agent)."""
+
+    mode: str = "off"
+    """`off`, `overflow` (answers a call that has waited `after_s` without an agent) or
+    `always` (answers every call at once). `--demo` makes the default `overflow`."""
+    after_s: float = 20.0
+    """Overflow: seconds a call waits for a human before the voice agent answers."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,8 @@ class Settings:
     """The Twilio account's auth token; empty switches the `/twilio/` routes off (404)."""
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     assist: AssistSettings = field(default_factory=AssistSettings)
+    tts: TextToSpeechSettings = field(default_factory=TextToSpeechSettings)
+    voice_agent: VoiceAgentSettings = field(default_factory=VoiceAgentSettings)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -202,6 +226,43 @@ def load_settings(
         settle_ms=_int(env, "CALLASSIST_SUGGEST_SETTLE_MS", 60),
         history_turns=_int(env, "CALLASSIST_HISTORY_TURNS", 12),
     )
+    tts = TextToSpeechSettings(
+        engine=_choice(env, "CALLASSIST_TTS_ENGINE", "local", ("local", "openai")),
+        model_path=env.get("CALLASSIST_TTS_MODEL_PATH", ""),
+        threads=_int(env, "CALLASSIST_TTS_THREADS", 1),
+        length_scale=_float(env, "CALLASSIST_TTS_LENGTH_SCALE", 0.0),
+        openai_model=env.get("CALLASSIST_TTS_OPENAI_MODEL", "tts-1"),
+        openai_voice=env.get("CALLASSIST_TTS_VOICE", "alloy"),
+        openai_base_url=env.get("CALLASSIST_TTS_BASE_URL", openai_base),
+        openai_api_key=env.get("CALLASSIST_TTS_API_KEY", openai_key),
+        openai_format=_choice(env, "CALLASSIST_TTS_FORMAT", "pcm", ("pcm", "wav")),
+        openai_pcm_rate=_int(env, "CALLASSIST_TTS_PCM_RATE", 24000),
+        timeout_s=_float(env, "CALLASSIST_TTS_TIMEOUT", 10.0),
+    )
+    if tts.threads < 1:
+        raise ConfigError(f"CALLASSIST_TTS_THREADS must be at least 1, got {tts.threads}")
+    if tts.length_scale < 0:
+        raise ConfigError("CALLASSIST_TTS_LENGTH_SCALE must be 0 (the voice's own) or more")
+    if not 8000 <= tts.openai_pcm_rate <= 48000:
+        raise ConfigError(
+            f"CALLASSIST_TTS_PCM_RATE must be 8000..48000 Hz, got {tts.openai_pcm_rate}"
+        )
+    if tts.timeout_s <= 0:
+        raise ConfigError("CALLASSIST_TTS_TIMEOUT must be a positive number of seconds")
+    demo = flags.get("demo")
+    demo = _bool(env, "CALLASSIST_DEMO", False) if demo is None else bool(demo)
+    voice_agent = VoiceAgentSettings(
+        # The demo shows the whole product: a caller nobody takes meets the voice agent.
+        mode=_choice(
+            env, "CALLASSIST_VOICE_AGENT", "overflow" if demo else "off", VOICE_AGENT_MODES
+        ),
+        after_s=_float(env, "CALLASSIST_VOICE_AGENT_AFTER_S", 20.0),
+    )
+    if not 0 <= voice_agent.after_s <= 24 * 3600:
+        raise ConfigError(
+            "CALLASSIST_VOICE_AGENT_AFTER_S must be 0..86400 seconds, "
+            f"got {voice_agent.after_s:g}"
+        )
     settings = Settings(
         host=env.get("CALLASSIST_HOST", "127.0.0.1"),
         port=_int(env, "CALLASSIST_PORT", 8080),
@@ -234,6 +295,8 @@ def load_settings(
         twilio_auth_token=env.get("CALLASSIST_TWILIO_AUTH_TOKEN", "").strip(),
         speech=speech,
         assist=assist,
+        tts=tts,
+        voice_agent=voice_agent,
     )
     for url in settings.stun_urls + settings.turn_urls:
         if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
