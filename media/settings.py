@@ -1,4 +1,4 @@
-"""Settings of the audio pipeline and speech-to-text.
+"""Settings of the audio pipeline, speech-to-text and speech out.
 
 They live with the media code that reads them; `server.config` loads them from the
 environment along with the rest (and re-exports the class for its callers).

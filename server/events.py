@@ -20,6 +20,9 @@ SUGGESTION_FEEDBACK = "suggestion_feedback"
 SUMMARY = "summary"
 STATUS = "status"
 PONG = "pong"
+HANDOVER = "handover"
+"""The voice agent's summary for the human who took the call over: agent only, persisted
+(API.md "Voice agent")."""
 DTMF = "dtmf"
 """A key a caller pressed: agent only, live, not persisted (API.md "Phone callers")."""
 
@@ -45,7 +48,7 @@ def is_persisted(event: dict[str, Any]) -> bool:
         return bool(event.get("final"))
     if kind == AI_SUGGESTION:
         return bool(event.get("done"))
-    return kind in (CALL_STATE, CUSTOMER_CONTEXT, SUGGESTION_FEEDBACK, SUMMARY)
+    return kind in (CALL_STATE, CUSTOMER_CONTEXT, SUGGESTION_FEEDBACK, SUMMARY, HANDOVER)
 
 
 def visible_to(event: dict[str, Any], role: Role) -> bool:

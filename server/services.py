@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from server.config import Settings
 from server.files import new_recording_part
 from server.store import Store
 from signaling.ice import ice_servers, rtc_configuration
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +32,8 @@ class Services:
     speech_pipeline: Callable[..., Any] | None = None
     transcriber: Callable[..., Any] | None = None
     assistant: Callable[..., Any] | None = None
+    voice_agent: Callable[..., Any] | None = None
+    """Makes a call's VoiceAgent (server/voice_agent.py); None when it is off."""
 
     def rtc_configuration(self) -> RTCConfiguration:
         s = self.settings
@@ -88,8 +93,67 @@ async def build_services(
         services.assistant = factory
         closers.append(close_assist)
 
+    if settings.voice_agent.mode != "off":
+        if services.transcriber is None:
+            # It answers what it hears: without speech-to-text it would only ever greet.
+            log.warning("CALLASSIST_VOICE_AGENT is on but speech-to-text is off; no voice agent")
+        else:
+            factory, close_voice = await build_voice_agent(settings, store)
+            services.voice_agent = factory
+            closers.append(close_voice)
+
     async def close() -> None:
         for closer in reversed(closers):
             await closer()
 
     return services, close
+
+
+async def build_voice_agent(
+    settings: Settings, store: Store
+) -> tuple[Callable[..., Any], Callable[[], Awaitable[None]]]:
+    """The voice agent's speech engine, reply engine and fallback phrase, shared by every
+    call; replies come from the suggestion engine in use (the local one when suggestions
+    are off)."""
+    from dataclasses import replace
+
+    from media.tts import create_text_to_speech, split_sentences
+    from media.tts.piper import PiperTextToSpeech
+    from server.assist.engine import create_suggestion_engine
+    from server.assist.knowledge import KnowledgeBase
+    from server.voice_agent import FALLBACK, SAMPLE_RATE, VoiceAgent, VoiceAgentServices
+
+    tts = create_text_to_speech(settings.tts)
+    await tts.start()
+    # The fallback phrase is made by the offline voice once, now: it must play even when
+    # the configured speech engine is what failed.
+    local = tts if isinstance(tts, PiperTextToSpeech) else PiperTextToSpeech(replace(settings.tts, engine="local"))
+    fallback = bytearray()
+    for sentence in split_sentences(FALLBACK):
+        async for pcm in local.synthesize(sentence, sample_rate=SAMPLE_RATE):
+            fallback += pcm
+    if local is not tts:
+        await local.aclose()
+    knowledge = KnowledgeBase()
+    await knowledge.refresh_if_changed(store)
+    assist = settings.assist
+    engine = create_suggestion_engine(
+        assist if assist.engine != "off" else replace(assist, engine="local"), store, knowledge
+    )
+    shared = VoiceAgentServices(
+        tts=tts,
+        engine=engine,
+        knowledge=knowledge,
+        store=store,
+        fallback_pcm=bytes(fallback),
+        history_turns=assist.history_turns,
+    )
+
+    def factory(**kwargs: Any) -> VoiceAgent:
+        return VoiceAgent(services=shared, **kwargs)
+
+    async def close() -> None:
+        await engine.close()
+        await tts.aclose()
+
+    return factory, close

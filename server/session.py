@@ -10,6 +10,8 @@ call reads top to bottom:
             ├─► PCM to participants that cannot take the codec (`_on_pcm` → `play_pcm`)
             └─► CallTranscriber: per-call speech-to-text queue (media/transcriber.py)
                   └─► `transcript` events ─► CallAssistant suggestions (server/assist/)
+                                          └─► VoiceAgent replies, while no human has
+                                              accepted (server/voice_agent.py)
 
 Every event leaves through `publish`, which persists what API.md says is persisted, numbers
 it, and hands it to the recipients `events.visible_to` allows. The state changes of a call
@@ -70,6 +72,9 @@ class CallSession:
         self._pipeline_codecs: dict[str, str] = {}
         self._transcriber: Any = None
         self.assistant: Any = None
+        self.voice_agent: Any = None
+        self._voice_agent_since: int | None = None
+        self._voice_agent_lock = asyncio.Lock()
         self._closed = False
         self.on_closed: Callable[[CallSession], None] | None = None
         # When the caller last had a live connection (or, before any, since we know of the
@@ -304,7 +309,8 @@ class CallSession:
                 pipeline.on_pcm = functools.partial(self._on_pcm, role)
 
     def clock_ms(self) -> int:
-        start = self.call.accepted_at or self.call.created_at
+        # Before a human accepts, a voice agent's conversation counts from when it answered.
+        start = self.call.accepted_at or self._voice_agent_since or self.call.created_at
         return max(0, events.now_ms() - start)
 
     async def _emit_transcript(self, t: Any) -> None:
@@ -323,6 +329,8 @@ class CallSession:
         self.redactor.published(event, t.text)
         if t.final and self.assistant is not None:
             self.assistant.on_transcript(event)
+        if t.final and self.voice_agent is not None:
+            self.voice_agent.on_transcript(event)
         if redacted.revised is not None:
             await self._revise(redacted.revised)
         self._silence(redacted.silence)
@@ -357,6 +365,74 @@ class CallSession:
 
     async def on_created(self) -> None:
         await self.publish(events.make(events.CALL_STATE, self.call_id, state="waiting"))
+        self._schedule_voice_agent()
+
+    # -- the voice agent --------------------------------------------------------------------
+
+    def _schedule_voice_agent(self) -> None:
+        """`always`: the voice agent answers now; `overflow`: when the call has waited
+        CALLASSIST_VOICE_AGENT_AFTER_S without a human."""
+        settings = self.services.settings.voice_agent
+        if self.services.voice_agent is None or settings.mode == "off":
+            return
+        if self.call.state != "waiting" or self._closed:
+            return
+        delay = 0.0
+        if settings.mode == "overflow":
+            waited = (events.now_ms() - self.call.created_at) / 1000
+            delay = max(0.0, settings.after_s - waited)
+        self._spawn(self._start_voice_agent(delay))
+
+    async def _start_voice_agent(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with self._voice_agent_lock:
+            if self.voice_agent is not None or self._closed or self.call.state != "waiting":
+                return
+            agent = self.services.voice_agent(  # type: ignore[misc]
+                call_id=self.call_id,
+                customer_id=self.call.customer_id,
+                publish=self.publish,
+                clock_ms=self.clock_ms,
+            )
+            try:
+                await agent.start()
+            except Exception:
+                log.exception("call %s: the voice agent could not start", self.call_id)
+                await self._emit_status(
+                    "error", "voice_agent_failed", "The voice agent could not answer this call."
+                )
+                return
+            if self._closed or self.call.state != "waiting":
+                await agent.close()
+                return
+            self._voice_agent_since = events.now_ms()
+            self.voice_agent = agent
+            await self.join(agent)
+            await self.publish(
+                events.make(events.CALL_STATE, self.call_id, state="waiting", voice_agent=True)
+            )
+
+    async def _hand_over(self) -> dict[str, Any] | None:
+        """A human accepted: the voice agent falls silent now and sums up for them."""
+        async with self._voice_agent_lock:
+            voice: Any = self.voice_agent
+            self.voice_agent = None
+        if voice is None:
+            return None
+        try:
+            summary: dict[str, Any] = await voice.handover()
+        except Exception:
+            log.exception("call %s: voice agent handover failed", self.call_id)
+            summary = {"text": "The voice agent's summary is not available."}
+        role = voice.role
+        if self.participants.get(role) is voice:
+            del self.participants[role]
+            self._route_pcm()
+        if role in self._pipelines:
+            self._retire_pipeline(role)
+        await voice.close()
+        return summary
 
     async def accept(self, agent: str) -> None:
         """waiting → active for `agent`; a call that is not waiting → 409."""
@@ -394,8 +470,20 @@ class CallSession:
     async def on_accepted(self, call: Call) -> None:
         self.call = call
         self.caller_verified = await is_verified(self.store, self.call_id)
-        await self.publish(events.make(events.CALL_STATE, self.call_id, state="active"))
+        handover = await self._hand_over()
+        if handover is None:
+            await self.publish(events.make(events.CALL_STATE, self.call_id, state="active"))
+        else:
+            await self.publish(
+                events.make(events.CALL_STATE, self.call_id, state="active", voice_agent=False)
+            )
+            await self.publish(events.make(events.HANDOVER, self.call_id, summary=handover))
         await self._start_assistant()
+        if handover is not None and self.assistant is not None:
+            # The agent's suggestions know what was said before they joined.
+            for event in await self.history("agent"):
+                if event["type"] == events.TRANSCRIPT:
+                    self.assistant.context.add_turn(event)
 
     async def _start_assistant(self) -> None:
         factory = self.services.assistant
@@ -413,7 +501,9 @@ class CallSession:
             await self.assistant.on_accept()
 
     def resume(self) -> None:
-        """After a server restart, an active call gets its assistant back (no new context)."""
+        """After a server restart, an active call gets its assistant back (no new context),
+        and a waiting one its voice agent."""
+        self._schedule_voice_agent()
         factory = self.services.assistant
         if self.call.state == "active" and factory is not None and self.assistant is None:
             self.assistant = self._make_assistant(factory)

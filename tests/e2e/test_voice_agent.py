@@ -1,0 +1,262 @@
+"""The voice agent through the real call path: a real server, the real Piper voice, the real
+Whisper, and a real aiortc caller whose microphone plays TTS-made speech fixtures.
+
+What the caller hears is decoded and transcribed with the local Whisper and compared with
+the `voice_agent` transcript: what the voice agent says it said is what the caller heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from media.settings import SpeechSettings
+from media.stt.local import WhisperDecoder
+from media.wer import wer
+from server.qa import Participant, encode_wav_to_opus
+from server.voice_agent import FALLBACK, GREETING, HUMAN
+from tests.conftest import Running, make_settings, rms, serving
+from tests.media.speech import fixture
+
+pytestmark = pytest.mark.slow
+
+MARIA = "+12025550101"  # demo: order 78901, headphones, delivered
+VOICE_FIXTURES = Path(__file__).parents[1] / "fixtures" / "voice_agent"
+
+
+def voice_fixture(name: str) -> Path:
+    return VOICE_FIXTURES / f"{name}.wav"
+
+
+@pytest.fixture(scope="module")
+def whisper() -> WhisperDecoder:
+    return WhisperDecoder.load(SpeechSettings())
+
+
+def heard(whisper: WhisperDecoder, pcm48k: np.ndarray) -> str:
+    """What a listener hears in 48 kHz audio, transcribed by the local Whisper."""
+    pcm16k = pcm48k[::3].astype(np.int16).tobytes()  # Opus is band-limited: plain decimation
+    texts = []
+    step = 25 * 16000 * 2
+    for i in range(0, len(pcm16k), step):
+        result = whisper.decode(pcm16k[i : i + step])
+        if result.is_speech:
+            texts.append(result.text)
+    return " ".join(texts)
+
+
+def settings_env(**env: str) -> dict[str, str]:
+    return {
+        "CALLASSIST_STT_ENGINE": "local",
+        "CALLASSIST_ASSIST_ENGINE": "local",
+        "CALLASSIST_DEMO": "true",
+        "CALLASSIST_VOICE_AGENT": "always",
+        **env,
+    }
+
+
+@pytest.fixture
+async def run(tmp_path: Path) -> Any:
+    async with serving(make_settings(tmp_path / "data", **settings_env())) as running:
+        yield running
+
+
+async def caller(run: Running, phone: str = MARIA) -> tuple[str, Participant]:
+    cust = await run.customer("Caller", phone=phone)
+    call_id = await run.new_call(cust["token"], reason="")
+    customer = run.participant(cust["token"], "customer")
+    await customer.connect(call_id)
+    return call_id, customer
+
+
+def finals(p: Participant, speaker: str = "voice_agent") -> list[dict[str, Any]]:
+    return [
+        e for e in p.events if e["type"] == "transcript" and e["final"] and e["speaker"] == speaker
+    ]
+
+
+async def next_final(
+    p: Participant, speaker: str = "voice_agent", timeout: float = 40, after: int | None = None
+) -> dict[str, Any]:
+    """The first final transcript of `speaker` among the events from index `after` on (by
+    default: from now on)."""
+    start = len(p.events) if after is None else after
+    return await p.wait_for(
+        lambda e: (
+            e["type"] == "transcript"
+            and e["final"]
+            and e["speaker"] == speaker
+            and p.events.index(e) >= start
+        ),
+        timeout=timeout,
+    )
+
+
+async def test_greets_answers_a_refund_and_hands_over(
+    run: Running, whisper: WhisperDecoder
+) -> None:
+    agent_token = await run.agent()
+    call_id, customer = await caller(run)
+    state = await customer.wait_for(lambda e: e["type"] == "call_state" and e.get("voice_agent"))
+    assert state["state"] == "waiting"
+
+    greeting = await next_final(customer)
+    assert greeting["text"] == GREETING
+    greeting_audio = customer.received.pcm()
+    assert wer(GREETING, heard(whisper, greeting_audio)) <= 0.2
+
+    # The call is still in the agents' queue while the voice agent talks.
+    status, body = await run.api.call("GET", "/api/calls?state=waiting", agent_token)
+    assert status == 200 and [c["call_id"] for c in body["calls"]] == [call_id]
+
+    customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
+    # The request comes in two or three turns ("Hello, I need a refund please." / "My order
+    # number is ..."): a reply to the first may be cut by the next; the last one answers.
+    reply = await customer.wait_for(
+        lambda e: (
+            e["type"] == "transcript"
+            and e["final"]
+            and e["speaker"] == "voice_agent"
+            and "78901" in e["text"]
+        ),
+        timeout=90,
+    )
+    assert "refund" in reply["text"].lower(), reply["text"]
+    planned = [
+        e["text"]
+        for e in customer.events
+        if e["type"] == "transcript" and e["segment_id"] == reply["segment_id"]
+    ]
+    assert planned[-2] == reply["text"]  # heard to the end: not cut
+    # The reply's audio: from its first interim to its final, at 48 kHz.
+    said = heard(
+        whisper, customer.received.pcm()[-int((reply["end_ms"] - reply["start_ms"] + 500) * 48) :]
+    )
+    assert wer(reply["text"], said) <= 0.25, (reply["text"], said)
+
+    # An agent accepts: the voice agent falls silent, the agent gets the conversation.
+    status, body = await run.api.call("POST", f"/api/calls/{call_id}/accept", agent_token)
+    assert status == 200 and body["state"] == "active"
+    agent = run.participant(agent_token, "agent")
+    await agent.connect(call_id)
+    handover = await agent.wait_for(lambda e: e["type"] == "handover")
+    summary = handover["summary"]
+    assert "refund" in summary["reason"].lower()
+    assert any("refund" in a.lower() for a in summary["asked"])
+    assert "78901" in summary["orders"]
+    assert summary["text"]
+    active = await customer.wait_for(lambda e: e["type"] == "call_state" and e["state"] == "active")
+    assert active["voice_agent"] is False
+    replayed = [e["text"] for e in finals(agent)]
+    assert replayed[0] == GREETING and reply["text"] in replayed
+    # handover is agent-only.
+    assert not [e for e in customer.events if e["type"] == "handover"]
+    status, messages = await run.api.call("GET", f"/api/calls/{call_id}/messages", customer.token)
+    assert "handover" not in {m["type"] for m in messages["messages"]}
+
+    # Silence from the voice agent (the caller now hears the agent's silent microphone);
+    # the agent hears the caller.
+    await asyncio.sleep(0.5)
+    mark = len(customer.received.pcm())
+    await asyncio.sleep(1.5)
+    after = customer.received.pcm()[mark:]
+    assert len(after) > 48000 and rms(after) < 50, rms(after)
+    customer.track.replace(encode_wav_to_opus(fixture("customer_confirm").path))
+    await agent.wait_for(
+        lambda e: (
+            e["type"] == "transcript"
+            and e["final"]
+            and e["speaker"] == "customer"
+            and "correct" in e["text"].lower()
+        ),
+        timeout=30,
+    )
+    assert agent.received.packets > 50
+
+
+async def test_barge_in_stops_it_and_cuts_its_transcript_but_a_backchannel_does_not(
+    run: Running, whisper: WhisperDecoder
+) -> None:
+    call_id, customer = await caller(run)
+    # A backchannel while it greets: it goes on to the end.
+    await customer.wait_for(lambda e: e["type"] == "transcript" and e["speaker"] == "voice_agent")
+    await asyncio.sleep(1.0)
+    customer.track.replace(encode_wav_to_opus(voice_fixture("backchannel_mmhmm")))
+    greeting = await next_final(customer)
+    assert greeting["text"] == GREETING
+
+    # Ask something with a long answer, then talk over it.
+    customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
+    long_reply = await customer.wait_for(
+        lambda e: (
+            e["type"] == "transcript"
+            and not e["final"]
+            and e["speaker"] == "voice_agent"
+            and "78901" in e["text"]
+        ),
+        timeout=40,
+    )
+    await asyncio.sleep(2.0)
+    before = customer.received.packets
+    customer.track.replace(encode_wav_to_opus(voice_fixture("interrupt_agent")))
+    cut = await customer.wait_for(
+        lambda e: (
+            e["type"] == "transcript" and e["final"] and e["segment_id"] == long_reply["segment_id"]
+        ),
+        timeout=30,
+    )
+    stopped_at = customer.received.packets
+    # Cut: the reply's final text is the start of what it planned, and shorter.
+    planned = [
+        e["text"]
+        for e in customer.events
+        if e["type"] == "transcript" and not e["final"] and e["segment_id"] == cut["segment_id"]
+    ][-1]
+    assert planned.startswith(cut["text"]) and len(cut["text"]) < len(planned), (cut, planned)
+    assert cut["text"].startswith("I can see order 78901")
+    assert stopped_at - before < 60  # under 1.2 s of audio after the interruption began
+    # It answers the interruption: the caller asked for a person.
+    answer = await next_final(customer)
+    assert answer["text"] == HUMAN
+
+
+async def test_speech_failure_plays_the_fallback_phrase_and_the_call_waits(
+    tmp_path: Path, whisper: WhisperDecoder
+) -> None:
+    from aiohttp import web
+
+    failures: list[str] = []
+
+    async def speech(request: web.Request) -> web.Response:
+        failures.append((await request.json())["input"])
+        return web.json_response({"error": {"message": "voice crashed"}}, status=500)
+
+    app = web.Application()
+    app.router.add_post("/v1/audio/speech", speech)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    env = settings_env(
+        CALLASSIST_TTS_ENGINE="openai", CALLASSIST_TTS_BASE_URL=f"http://127.0.0.1:{port}/v1"
+    )
+    try:
+        async with serving(make_settings(tmp_path / "data", **env)) as run:
+            agent_token = await run.agent()
+            call_id, customer = await caller(run)
+            status = await customer.wait_for(lambda e: e["type"] == "status")
+            assert status["code"] == "voice_agent_failed" and status["level"] == "error"
+            assert "Traceback" not in status["message"] and "500" not in status["message"]
+            said = await next_final(customer)
+            assert said["text"] == FALLBACK
+            assert wer(FALLBACK, heard(whisper, customer.received.pcm())) <= 0.25
+            assert failures and failures[0] == GREETING.split(". ")[0] + "."
+            status_code, body = await run.api.call("GET", "/api/calls?state=waiting", agent_token)
+            assert status_code == 200 and [c["call_id"] for c in body["calls"]] == [call_id]
+    finally:
+        await runner.cleanup()
