@@ -70,18 +70,50 @@ HUMAN = (
 )
 PROMISE = "I've noted that for my colleague, who will take care of it when they join you."
 
-_BACKCHANNEL = re.compile(
-    r"^(?:m+-?h?m+|mm+|uh-?huh|uh-huh|okay|ok|right|yeah|yep|yes|sure|alright|all right|"
-    r"i see|got it|uh|um|oh|ah|hmm+)[.!?,]*$",
-    re.IGNORECASE,
+_BACKCHANNEL_WORDS = frozenset(
+    [
+        "mm",
+        "mmm",
+        "hmm",
+        "mhm",
+        "hm",
+        "m",
+        "uh",
+        "huh",
+        "um",
+        "okay",
+        "ok",
+        "right",
+        "yeah",
+        "yep",
+        "yes",
+        "sure",
+        "alright",
+        "all",
+        "i",
+        "see",
+        "got",
+        "it",
+        "oh",
+        "ah",
+        "aha",
+    ]
 )
 _WANTS_HUMAN = re.compile(
     r"\b(real person|human|(?:an?|the) (?:agent|representative|person|operator)|someone real|"
     r"speak to (?:someone|somebody)|talk to (?:someone|somebody))\b",
     re.IGNORECASE,
 )
-_FIRST_PERSON_ACT = re.compile(r"\bI(?: can|'ll| will|'ve| have)\b(?! (?:see|find|tell|check|look))")
-_AS_TEAM = {"I can": "we can", "I'll": "we'll", "I will": "we will", "I've": "we've", "I have": "we have"}
+_FIRST_PERSON_ACT = re.compile(
+    r"\bI(?: can|'ll| will|'ve| have)\b(?! (?:see|find|tell|check|look))"
+)
+_AS_TEAM = {
+    "I can": "we can",
+    "I'll": "we'll",
+    "I will": "we will",
+    "I've": "we've",
+    "I have": "we have",
+}
 TURN_SETTLE_S = 0.05
 """Wait after a final transcript before answering, to see whether the caller goes on."""
 TURN_WAIT_MAX_S = 1.5
@@ -89,14 +121,15 @@ TURN_WAIT_MAX_S = 1.5
 
 
 def is_backchannel(text: str) -> bool:
-    """"Mm-hmm", "okay", "right": the caller is listening, not taking the turn."""
-    words = " ".join(text.strip().split())
-    return bool(words) and len(words) <= 14 and bool(_BACKCHANNEL.match(words))
+    """ "Mm-hmm", "okay", "right", "I see": the caller is listening, not taking the turn."""
+    words = re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " ")).split()
+    return 0 < len(words) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
 
 
 def as_team(sentence: str) -> str:
     """The engine's replies are written for a human agent who can act ("I can refund the
     full $149.00"); the voice agent cannot, so acts are the team's ("we can refund ...")."""
+
     def team(match: re.Match[str]) -> str:
         words = _AS_TEAM[match.group(0)]
         return words.capitalize() if match.start() == 0 else words
@@ -191,6 +224,7 @@ class VoiceAgent(Participant):
         self.started_at: float | None = None
         self.first_audio_at: float | None = None
         self.last_stop_at: float | None = None
+        self._spoke_until: float | None = None
 
     # -- Participant ------------------------------------------------------------------------
 
@@ -246,8 +280,9 @@ class VoiceAgent(Participant):
         text = str(event.get("text") or "").strip()
         if not text:
             return
-        if is_backchannel(text):
-            # Listening noises neither stop the voice agent nor get an answer of their own.
+        if is_backchannel(text) and (self.speaking or self._just_spoke()):
+            # Listening noises neither stop the voice agent nor get an answer of their own
+            # (a final transcript comes ~0.5 s after the words: the reply may be over by then).
             return
         if self.speaking:
             # Words that are not a backchannel, spoken over the voice agent: it yields.
@@ -301,6 +336,9 @@ class VoiceAgent(Participant):
             raise
         except Exception as exc:
             await self._fail("the greeting could not be spoken", exc)
+
+    def _just_spoke(self) -> bool:
+        return self._spoke_until is not None and time.monotonic() - self._spoke_until < 2.0
 
     # -- speaking ---------------------------------------------------------------------------
 
@@ -411,6 +449,7 @@ class VoiceAgent(Participant):
             return
         reply.done = True
         self._reply = None
+        self._spoke_until = time.monotonic()
         heard_ms = self._playout.played_ms - reply.played_from_ms
         text = (
             heard_text(reply.sentences, heard_ms)

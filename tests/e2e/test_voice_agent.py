@@ -260,3 +260,69 @@ async def test_speech_failure_plays_the_fallback_phrase_and_the_call_waits(
             assert status_code == 200 and [c["call_id"] for c in body["calls"]] == [call_id]
     finally:
         await runner.cleanup()
+
+
+async def test_a_phone_caller_is_answered_and_a_barge_in_clears_twilios_buffer(
+    tmp_path: Path, whisper: WhisperDecoder
+) -> None:
+    from media.tts import PcmResampler
+    from server.qa_phone import TwilioCaller, wav_to_mulaw_frames
+    from tests.phone.conftest import AUTH_TOKEN, PUBLIC_URL, phone_settings
+
+    async with serving(phone_settings(tmp_path / "data", **settings_env())) as run:
+        admin = await run.agent("root", role="admin")
+        caller = TwilioCaller(
+            run.url, AUTH_TOKEN, public_url=PUBLIC_URL, http=run.http, caller=MARIA
+        )
+        try:
+            await caller.dial()
+
+            async def messages() -> list[dict[str, Any]]:
+                status, body = await run.api.call(
+                    "GET", f"/api/calls/{caller.call_id}/messages", admin
+                )
+                assert status == 200
+                return list(body["messages"])
+
+            async def voice_agent_finals(n: int, timeout: float = 40) -> list[dict[str, Any]]:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout
+                while True:
+                    said = [
+                        m
+                        for m in await messages()
+                        if m["type"] == "transcript" and m["speaker"] == "voice_agent"
+                    ]
+                    if len(said) >= n:
+                        return said
+                    assert loop.time() < deadline, said
+                    await asyncio.sleep(0.2)
+
+            # It greets the phone caller; the caller talks over the greeting 4 s in.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while len(caller.heard.payloads) < 200:  # noqa: ASYNC110 - polling the simulator
+                assert loop.time() < deadline, "no greeting on the phone"
+                await asyncio.sleep(0.05)
+            caller.play(wav_to_mulaw_frames(voice_fixture("interrupt_agent")))
+            deadline = loop.time() + 10
+            while caller.heard.clears == 0:  # noqa: ASYNC110 - polling the simulator
+                assert loop.time() < deadline, "no clear after the caller talked over it"
+                await asyncio.sleep(0.05)
+            greeting, answer = await voice_agent_finals(2)
+            # Cut where the caller came in; Twilio was told to drop what it held.
+            assert GREETING.startswith(greeting["text"]) and len(greeting["text"]) < len(GREETING)
+            assert answer["text"] == HUMAN
+            # What the transcript says was said is what the caller heard (μ-law, 8 kHz).
+            pcm8k = caller.heard.pcm().tobytes()
+            pcm16k = PcmResampler(8000, 16000).resample(pcm8k, last=True)
+            said = " ".join(
+                r.text
+                for r in (
+                    whisper.decode(pcm16k[i : i + 800000]) for i in range(0, len(pcm16k), 800000)
+                )
+                if r.is_speech
+            )
+            assert wer(greeting["text"] + " " + HUMAN, said) <= 0.3, said
+        finally:
+            await caller.close()
