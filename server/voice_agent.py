@@ -269,7 +269,8 @@ class VoiceAgent(Participant):
         """Load what the voice agent may know about the caller."""
         self.started_at = time.monotonic()
         await self.context.load(self._services.store)
-        await self._services.knowledge.ensure_loaded(self._services.store)
+        # Articles imported while the server runs (`kb import`) are picked up per call.
+        await self._services.knowledge.refresh_if_changed(self._services.store)
 
     # -- the caller's turns -----------------------------------------------------------------
 

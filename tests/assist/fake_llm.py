@@ -65,6 +65,12 @@ class FakeLLM:
                 ],
             )
         if not any(m["role"] == "tool" for m in body["messages"]):
+            if not re.search(r"seems to mean order \d{5}", body["messages"][1]["content"]):
+                # No order to look up yet: a real model asks for one instead of guessing.
+                ask = "[reply]\nCould you give me the five-digit order number, please?"
+                return await self.stream(
+                    request, [chunk({"content": ask}), chunk({}, finish="stop")]
+                )
             return await self.stream(request, self.tool_calls(body))
         return await self.stream(request, self.answer(body))
 

@@ -8,6 +8,7 @@ the `voice_agent` transcript: what the voice agent says it said is what the call
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +327,85 @@ async def test_a_phone_caller_is_answered_and_a_barge_in_clears_twilios_buffer(
             assert wer(greeting["text"] + " " + HUMAN, said) <= 0.3, said
         finally:
             await caller.close()
+
+
+async def test_openai_compatible_chat_with_tools_and_speech(
+    tmp_path: Path, whisper: WhisperDecoder
+) -> None:
+    """Replies from an OpenAI-compatible model that calls our server-side tools, spoken by an
+    OpenAI-compatible speech endpoint (both on loopback, through the real `openai` SDK)."""
+    from aiohttp import web
+
+    from media.tts import TextToSpeechSettings
+    from media.tts.piper import PiperTextToSpeech
+    from tests.assist.fake_llm import FakeLLM
+
+    llm = FakeLLM()
+    voice = PiperTextToSpeech(TextToSpeechSettings())
+    spoken: list[dict[str, Any]] = []
+
+    async def speech(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        spoken.append(body)
+        assert body["response_format"] == "pcm"
+        response = web.StreamResponse(headers={"Content-Type": "audio/pcm"})
+        await response.prepare(request)
+        async for pcm in voice.synthesize(body["input"], sample_rate=24000):
+            await response.write(pcm)
+        await response.write_eof()
+        return response
+
+    app = llm.app()
+    app.router.add_post("/v1/audio/speech", speech)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}/v1"
+    env = settings_env(
+        CALLASSIST_ASSIST_ENGINE="openai",
+        CALLASSIST_LLM_BASE_URL=base,
+        CALLASSIST_TTS_ENGINE="openai",
+        CALLASSIST_TTS_BASE_URL=base,
+        CALLASSIST_TTS_VOICE="nova",
+    )
+    try:
+        async with serving(make_settings(tmp_path / "data", **env)) as run:
+            call_id, customer = await caller(run)
+            greeting = await next_final(customer)
+            assert greeting["text"] == GREETING
+            assert (
+                spoken[0]["voice"] == "nova"
+                and spoken[0]["input"] == "Hello, thank you for calling."
+            )
+            customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
+            reply = await customer.wait_for(
+                lambda e: (
+                    e["type"] == "transcript"
+                    and e["final"]
+                    and e["speaker"] == "voice_agent"
+                    and "78901" in e["text"]
+                ),
+                timeout=60,
+            )
+            # The model looked the order and the policy up with our tools before answering.
+            tool_results = [
+                json.loads(m["content"])
+                for body in llm.requests
+                for m in body["messages"]
+                if m["role"] == "tool"
+            ]
+            assert any(r.get("order_id") == "78901" for r in tool_results)
+            assert "we can refund it in full" in reply["text"]
+            assert "noted that for my colleague" in reply["text"]  # its [action], promised
+            said = heard(
+                whisper,
+                customer.received.pcm()[-int((reply["end_ms"] - reply["start_ms"] + 500) * 48) :],
+            )
+            assert wer(reply["text"], said) <= 0.25, (reply["text"], said)
+            inputs = [b["input"] for b in spoken]
+            assert "I can see order 78901 —" in " ".join(inputs)
+    finally:
+        await runner.cleanup()
+        await voice.aclose()
