@@ -409,3 +409,24 @@ async def test_openai_compatible_chat_with_tools_and_speech(
     finally:
         await runner.cleanup()
         await voice.aclose()
+
+
+async def test_overflow_answers_only_calls_nobody_took_in_time(tmp_path: Path) -> None:
+    env = settings_env(CALLASSIST_VOICE_AGENT="overflow", CALLASSIST_VOICE_AGENT_AFTER_S="2")
+    async with serving(make_settings(tmp_path / "data", **env)) as run:
+        agent_token = await run.agent()
+        # Taken within the time: the voice agent never joins.
+        taken_id, taken = await caller(run)
+        status, _ = await run.api.call("POST", f"/api/calls/{taken_id}/accept", agent_token)
+        assert status == 200
+        # Nobody takes this one: after 2 s the voice agent answers it.
+        waiting_id, waiting = await caller(run, phone="+12025550103")
+        state = await waiting.wait_for(
+            lambda e: e["type"] == "call_state" and e.get("voice_agent"), timeout=10
+        )
+        created = waiting.events[0]["ts"]
+        assert state["state"] == "waiting" and state["ts"] - created >= 2000
+        await next_final(waiting, after=0)
+        await asyncio.sleep(0.5)
+        assert not [e for e in taken.events if e["type"] == "call_state" and e.get("voice_agent")]
+        assert not finals(taken)
