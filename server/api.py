@@ -229,6 +229,11 @@ async def list_calls(request: web.Request) -> web.Response:
     async with request.app[STORE].session() as session:
         rows = (await session.exec(query)).all()
     calls = [call_json(*row) for row in rows]
+    hub = request.app[HUB]
+    for item in calls:
+        # Agents see which waiting callers the voice agent is talking with (API.md extension).
+        live = hub.get_live(item["call_id"])
+        item["voice_agent"] = bool(live is not None and live.voice_agent is not None)
     return web.json_response({"calls": calls})
 
 

@@ -402,11 +402,14 @@ class VoiceAgent(Participant):
     def _guarded(self, snapshot: ContextSnapshot) -> ContextSnapshot:
         """What the voice agent may talk about with a caller nobody has verified: the
         orders the caller named (on their own account) and the knowledge base, not the
-        rest of the linked record."""
+        rest of the linked record. A phone number or an email is a claim, not a proof: not
+        even the record's name is said (the tier stays, for the policy that applies)."""
         named = tuple(o for o in snapshot.mentioned_orders if o.get("belongs_to_caller"))
         focus = snapshot.focus_order if snapshot.focus_reason == "mentioned" else None
+        record = snapshot.customer or {}
         return dataclasses.replace(
             snapshot,
+            customer={"customer_id": snapshot.customer_id, "tier": record.get("tier")},
             orders=named,
             tickets=(),
             previous_calls=(),
@@ -541,7 +544,8 @@ class VoiceAgent(Participant):
         reason = local.get("reason") or "General inquiry"
         parts = [f"The caller talked with the voice agent about: {reason.lower()}."]
         if self.asked:
-            parts.append(f"They said: \u201c{self.asked[-1]}\u201d")
+            quoted = " / ".join(f"\u201c{a}\u201d" for a in self.asked[-3:])
+            parts.append(f"They said: {quoted}.")
         if named:
             parts.append(f"Orders named: {', '.join(str(n) for n in named)}.")
         if self.promised:

@@ -64,11 +64,17 @@ async function refreshWaiting() {
       const name = (call.customer && call.customer.name) || "unknown caller";
       const contact = call.customer && (call.customer.phone || call.customer.email);
       const phone = call.customer && call.customer.channel === "phone";
-      const meta = [phone ? `phone ${contact || ""}`.trim() : contact, call.reason, `waiting ${since(call.created_at)}`].filter(Boolean).join(" · ");
+      const meta = [phone ? `phone ${contact || ""}`.trim() : contact, call.reason, `waiting ${since(call.created_at)}`, call.voice_agent ? "talking with the voice agent" : null].filter(Boolean).join(" · ");
       return h(
         "li",
         { class: "call-item", dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
-        h("span", { class: "who" }, name, phone ? h("span", { class: "pill channel" }, "Phone") : null),
+        h(
+          "span",
+          { class: "who" },
+          name,
+          phone ? h("span", { class: "pill channel" }, "Phone") : null,
+          call.voice_agent ? h("span", { class: "pill voice-agent" }, "Voice agent") : null,
+        ),
         h("span", { class: "meta" }, meta),
         h(
           "button",
@@ -138,6 +144,7 @@ function feedFor() {
   feed.on("summary", (event) => showSummary(event.summary));
   feed.on("status", (event) => notices.serverStatus(event));
   feed.on("dtmf", (event) => notices.info(`The caller pressed ${event.digit}`, { fade: 6000 }));
+  feed.on("handover", (event) => transcript.handover(event));
   return feed;
 }
 

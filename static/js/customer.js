@@ -16,7 +16,7 @@ const callSection = $("#call");
 const panel = callPanel(callSection);
 const hangup = $("#hangup");
 const transcript = new TranscriptView($("#transcript"), {
-  names: { customer: "You", agent: "Agent" },
+  names: { customer: "You", agent: "Agent", voice_agent: "Assistant (automated)" },
   empty: $("#transcript-empty"),
 });
 
@@ -26,9 +26,13 @@ function lockForm(locked) {
   for (const control of form.elements) control.disabled = locked;
 }
 
-function showState(state) {
-  panel.state.textContent = CALL_STATE_TEXT[state] || state;
+function showState(state, voiceAgent = false) {
+  panel.state.textContent =
+    state === "waiting" && voiceAgent
+      ? "An automated assistant is answering until a person joins"
+      : CALL_STATE_TEXT[state] || state;
   panel.state.dataset.state = state;
+  panel.state.dataset.voiceAgent = voiceAgent ? "true" : "false";
 }
 
 function feedFor() {
@@ -36,7 +40,8 @@ function feedFor() {
   feed.on("transcript", (event) => transcript.transcript(event));
   feed.on("call_state", (event) => {
     transcript.callState(event);
-    showState(event.state);
+    showState(event.state, event.voice_agent === true);
+    if (event.voice_agent === true) notices.info("An automated assistant is answering until a person is free.", { fade: 8000 });
     if (event.state === "active") notices.info("An agent has joined your call.", { fade: 6000 });
     if (event.state === "ended") callEnded();
   });

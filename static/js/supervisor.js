@@ -131,6 +131,7 @@ function feedFor(current) {
   feed.on("suggestion_feedback", (event) => suggestions.feedback(event));
   feed.on("summary", (event) => showSummary(current, event.summary));
   feed.on("status", (event) => notices.serverStatus(event));
+  feed.on("handover", (event) => transcript.handover(event));
   return feed;
 }
 

@@ -14,7 +14,7 @@ const STATE_LINES = {
 export class TranscriptView {
   constructor(list, { names = {}, empty } = {}) {
     this.list = list; // <ol> inside the role="log" region
-    this.names = { customer: "Customer", agent: "Agent", ...names };
+    this.names = { customer: "Customer", agent: "Agent", voice_agent: "Voice agent (AI)", ...names };
     this.segments = new Map(); // segment_id → {el, final}
     this.empty = empty || null;
   }
@@ -54,13 +54,33 @@ export class TranscriptView {
   }
 
   callState(event) {
-    const text = STATE_LINES[event.state] || `Call ${event.state}`;
+    let text = STATE_LINES[event.state] || `Call ${event.state}`;
+    if (event.voice_agent === true) text = "The voice agent (AI) answered while the call waits for a person";
+    else if (event.voice_agent === false && event.state === "active") text = "Agent joined the call; the voice agent handed over";
     this._append(
       h(
         "li",
         { class: "line system", dataset: { state: event.state, ...(event.seq ? { seq: event.seq } : {}) } },
         h("span", { class: "when" }, formatClock(event.ts)),
         h("p", { class: "text" }, text),
+      ),
+    );
+  }
+
+  // The voice agent's summary for the agent who took the call over (agent and supervisor).
+  handover(event) {
+    const summary = event.summary || {};
+    const parts = [h("p", { class: "text" }, summary.text || "The voice agent handed the call over.")];
+    if (Array.isArray(summary.promised) && summary.promised.length) {
+      parts.push(h("ul", { class: "promised" }, ...summary.promised.map((p) => h("li", {}, p))));
+    }
+    this._append(
+      h(
+        "li",
+        { class: "line system handover", dataset: { kind: "handover", ...(event.seq ? { seq: event.seq } : {}) } },
+        h("span", { class: "who" }, "Handover"),
+        h("span", { class: "when" }, formatClock(event.ts)),
+        ...parts,
       ),
     );
   }
