@@ -22,6 +22,7 @@ BENCHMARKS = {
     "security": ("bench.security", "a live call's ping RTT under a login storm and a call flood (issue 9)"),
     "nlp": ("bench.nlp", "kept libraries: sentiment, retrieval, phone entities vs labels (issue 13)"),
     "scenarios": ("bench.scenarios", "scripted calls: coverage, relevance, stale facts, redaction (issue 13)"),
+    "voice_agent": ("bench.voice_agent", "voice agent: speech end → its first audio, barge-in, concurrent calls (issue 11)"),
     "phone": ("bench.phone", "Twilio callers: CPU per call, outbound pacing, transcript latency, relay again (issue 10)"),
 }
 

@@ -4,6 +4,7 @@ and the one place that builds those engines from the settings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -149,10 +150,16 @@ async def build_voice_agent(
         history_turns=assist.history_turns,
     )
 
+    # The fixed phrases are made while the server starts taking calls (a few seconds).
+    prepare = asyncio.get_running_loop().create_task(shared.render_phrases())
+
     def factory(**kwargs: Any) -> VoiceAgent:
         return VoiceAgent(services=shared, **kwargs)
 
     async def close() -> None:
+        prepare.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await prepare
         await engine.close()
         await tts.aclose()
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from media.decode import PcmPassthrough
 from media.participant import Participant
 from server import events
 from server.errors import conflict
@@ -229,6 +230,14 @@ class CallSession:
 
     def on_audio(self, participant: Participant, payload: bytes) -> None:
         """Forward as received where the codec allows; decode once for everything else."""
+        if participant.codec == PcmPassthrough.codec:
+            # Already the pipeline's PCM (the voice agent's own voice, paced by it): straight
+            # to the others. Through the audio thread it would wait for a batch, and its gap
+            # filling would send the caller silence between replies.
+            for other in list(self.participants.values()):
+                if other is not participant:
+                    other.play_pcm(payload)
+            return
         needs_pcm = False
         for other in self.participants.values():
             if other is participant:

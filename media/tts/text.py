@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+")
-_CLAUSE_END = re.compile(r"[,;:]\s+")
+_CLAUSE_END = re.compile(r"(?:[,;:]|\s[\u2014\u2013-])\s+")
 
-FIRST_CLAUSE_MIN_CHARS = 40
+FIRST_CLAUSE_MIN_CHARS = 20
 """A first sentence longer than FIRST_SENTENCE_MAX_CHARS is cut at its first clause end
-after this many characters."""
-FIRST_SENTENCE_MAX_CHARS = 90
+after this many characters: Piper's time to the first audio grows with the piece (a
+74-character sentence took 0.3 s on an idle core, 0.8 s on a loaded one)."""
+FIRST_SENTENCE_MAX_CHARS = 50
 
 
 def _is_abbreviation(text: str, end: int) -> bool:

@@ -1,0 +1,224 @@
+"""Voice agent benchmark (issue 11): how soon it answers, how soon it yields, how many at once.
+
+A real server process (`--demo`, local Whisper, local suggestion engine, Piper voice) with
+CALLASSIST_VOICE_AGENT=always, and in this process aiortc callers (no human agent). Each
+caller waits for the greeting to end, then, line after line, says a customer fixture and:
+
+- reply latency: the end of its speech → the first voice-agent audio packet at the caller;
+- backchannel: 1 s into the reply it says "Mm-hmm."; the reply must go on (audio still
+  flowing 1.5 s later);
+- barge-in latency: 3 s into the reply it says "Can I please talk to a real person
+  instead?"; the start of that speech → the last packet of the reply at the caller (the
+  packet before the first gap of 200 ms);
+- then it waits for the answer to end.
+
+Run for 1 call, then several callers talking at once, to find how many concurrent voice-agent
+calls keep the reply p95 under 1.5 s. The machine's load (`uptime`) is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.latency import SPEECH, pct, speech_bounds_s
+from bench.relay import ROOT, _free_port, _wait_health
+from server.qa import Participant, customer_session, encode_wav_to_opus
+from signaling.ice import restrict_host_addresses
+
+VOICE = ROOT / "tests" / "fixtures" / "voice_agent"
+LINES = [
+    "customer_refund.wav",
+    "customer_warranty.wav",
+    "customer_delivery.wav",
+    "customer_double_charge.wav",
+    "customer_cancel.wav",
+    "customer_angry.wav",
+]
+GAP_S = 0.2
+"""No packet for this long: the voice agent's audio has stopped at the caller."""
+DEMO_PHONES = ["+12025550101", "+12025550102", "+12025550103", "+12025550104"]
+
+
+class Arrivals:
+    """A tap on the caller's received audio: when each packet arrived."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    @property
+    def packets(self) -> int:
+        return len(self.times)
+
+    def __call__(self, payload: bytes) -> None:
+        self.times.append(time.monotonic())
+
+    def first_after(self, t: float) -> float | None:
+        return next((x for x in self.times if x >= t), None)
+
+    def stopped_after(self, t: float) -> float | None:
+        """The last packet before the first gap of GAP_S after `t`."""
+        after = [x for x in self.times if x >= t - GAP_S]
+        for a, b in zip(after, after[1:], strict=False):
+            if b - a >= GAP_S and a >= t:
+                return a
+        return None
+
+
+async def wait_final(p: Participant, start: int, timeout: float) -> bool:
+    try:
+        await p.wait_for(
+            lambda e: e["type"] == "transcript"
+            and e["final"]
+            and e["speaker"] == "voice_agent"
+            and p.events.index(e) >= start,
+            timeout=timeout,
+        )
+        return True
+    except TimeoutError:
+        return False
+
+
+async def play(p: Participant, packets: list[bytes]) -> float:
+    """Start a clip on the caller's microphone; when its first packet went out."""
+    p.track.replace(packets)
+    while p.track.clip_started_at is None or p.track._index == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    return p.track.clip_started_at
+
+
+async def run_calls(url: str, calls: int, rounds: int, http: aiohttp.ClientSession) -> dict:
+    lines = [(name, encode_wav_to_opus(SPEECH / name), *speech_bounds_s(SPEECH / name)) for name in LINES]
+    mmhmm = encode_wav_to_opus(VOICE / "backchannel_mmhmm.wav")
+    interrupt_path = VOICE / "interrupt_agent.wav"
+    interrupt = encode_wav_to_opus(interrupt_path)
+    interrupt_start_s = speech_bounds_s(interrupt_path)[0]
+    samples: dict[str, list[float]] = {"reply": [], "barge_in": [], "greeting": []}
+    counts = {"lines": 0, "no_reply": 0, "early": 0, "backchannel_kept": 0, "backchannel_stopped": 0,
+              "over_before_barge_in": 0, "no_stop": 0}
+
+    async def caller(i: int) -> None:
+        rng = random.Random(i)
+        phone = DEMO_PHONES[i % len(DEMO_PHONES)] if i < len(DEMO_PHONES) else f"+1555{i:07d}"
+        cust = await customer_session(http, url, "Bench caller", phone=phone)
+        p = Participant(url, cust["token"], "customer", decode=False, http=http)
+        arrivals = Arrivals()
+        p.received = arrivals  # type: ignore[assignment]
+        created = await p.request("POST", "/api/calls", json={"reason": "bench"})
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        connected = time.monotonic()
+        await p.connect(created["call_id"])
+        if not await wait_final(p, 0, 60):
+            raise RuntimeError("no greeting")
+        first = arrivals.first_after(connected)
+        if first is not None:
+            samples["greeting"].append(first - connected)
+        try:
+            for _ in range(rounds):
+                for _name, packets, _start_s, end_s in rng.sample(lines, len(lines)):
+                    counts["lines"] += 1
+                    mark = len(p.events)
+                    started = await play(p, packets)
+                    spoken = started + end_s
+                    await asyncio.sleep(len(packets) * 0.02)
+                    deadline = time.monotonic() + 10
+                    while arrivals.first_after(started) is None and time.monotonic() < deadline:  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+                    reply_at = arrivals.first_after(started)
+                    if reply_at is None:
+                        counts["no_reply"] += 1
+                        continue
+                    if reply_at < spoken:
+                        counts["early"] += 1  # it answered a pause inside the line
+                    else:
+                        samples["reply"].append(reply_at - spoken)
+                    await asyncio.sleep(max(0.0, reply_at + 1.0 - time.monotonic()))
+                    await play(p, mmhmm)
+                    await asyncio.sleep(2.2)
+                    if arrivals.times and time.monotonic() - arrivals.times[-1] < GAP_S:
+                        counts["backchannel_kept"] += 1
+                        barge = await play(p, interrupt)
+                        talking = barge + interrupt_start_s
+                        await asyncio.sleep(3.0)
+                        stopped = arrivals.stopped_after(talking)
+                        if not [t for t in arrivals.times if talking - GAP_S <= t < talking]:
+                            counts["over_before_barge_in"] += 1  # the reply had ended
+                        elif stopped is None:
+                            counts["no_stop"] += 1
+                        else:
+                            samples["barge_in"].append(max(0.0, stopped - talking))
+                    else:
+                        counts["backchannel_stopped"] += 1  # or the reply was that short
+                    await wait_final(p, mark, 40)  # its answer to the interruption
+                    await wait_final(p, len(p.events), 15)
+                    await asyncio.sleep(rng.uniform(0.3, 1.0))
+        finally:
+            await p.close()
+
+    await asyncio.gather(*(caller(i) for i in range(calls)))
+    ms = lambda v: round(v * 1000)  # noqa: E731
+    return {
+        "calls": calls,
+        **counts,
+        "greeting_after_connect_p50_ms": ms(pct(samples["greeting"], 0.5)),
+        "reply_p50_ms": ms(pct(samples["reply"], 0.5)),
+        "reply_p95_ms": ms(pct(samples["reply"], 0.95)),
+        "barge_in_p50_ms": ms(pct(samples["barge_in"], 0.5)),
+        "barge_in_p95_ms": ms(pct(samples["barge_in"], 0.95)),
+        "load": os.getloadavg()[0],
+    }
+
+
+async def main_async(steps: list[int], rounds: int) -> list[dict]:
+    restrict_host_addresses(["127.0.0.1"])
+    rows = []
+    for calls in steps:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        with tempfile.TemporaryDirectory() as data:
+            env = {
+                **os.environ,
+                "CALLASSIST_ICE_HOSTS": "127.0.0.1",
+                "CALLASSIST_DATA_DIR": data,
+                "CALLASSIST_VOICE_AGENT": "always",
+            }
+            server = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                await asyncio.to_thread(_wait_health, url, server)
+                async with aiohttp.ClientSession() as http:
+                    row = await run_calls(url, calls, rounds, http)
+            finally:
+                server.terminate()
+                await asyncio.to_thread(server.wait, 30)
+        row["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    ok = [r["calls"] for r in rows if r["reply_p95_ms"] < 1500]
+    print(json.dumps({"max_calls_with_reply_p95_under_1500_ms": max(ok) if ok else 0}), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", default="1,3,6", help="comma-separated concurrent call counts")
+    parser.add_argument("--rounds", type=int, default=1, help="times each caller says every line")
+    args = parser.parse_args(argv)
+    return asyncio.run(main_async([int(c) for c in args.calls.split(",")], args.rounds))
+
+
+if __name__ == "__main__":
+    main()
