@@ -246,6 +246,10 @@ class VoiceAgent(Participant):
 
     # -- Participant ------------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self.port is not None and not self._closed
+
     def decoder(self) -> AudioDecoder:
         return PcmPassthrough()
 

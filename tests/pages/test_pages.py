@@ -88,7 +88,15 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def demo_server(data_dir: Path, port: int, log_name: str, **extra_env: str) -> Iterator[Server]:
     """`serve --demo` in a subprocess on `port`, until the block ends; its log is kept."""
-    env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", **extra_env}
+    # The demo's voice agent answers calls left waiting 20 s; page tests accept theirs first,
+    # and a slow machine must not make the voice agent take one (unless a test asks it to).
+    env = {
+        **os.environ,
+        "CALLASSIST_ICE_HOSTS": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        "CALLASSIST_VOICE_AGENT_AFTER_S": "600",
+        **extra_env,
+    }
     command = [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port), "--data-dir", str(data_dir)]
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
@@ -123,10 +131,9 @@ def demo_server(data_dir: Path, port: int, log_name: str, **extra_env: str) -> I
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
-    # The demo's voice agent answers calls left waiting; these tests accept theirs first.
     # A module that uses this fixture may set SERVER_ENV to run the server otherwise.
-    env = {"CALLASSIST_VOICE_AGENT_AFTER_S": "600", **getattr(request.module, "SERVER_ENV", {})}
-    log_name = f"{request.module.__name__.rsplit('.', 1)[-1]}-server.log"
+    env = getattr(request.module, "SERVER_ENV", {})
+    log_name = getattr(request.module, "SERVER_LOG", "pages-server.log")
     with demo_server(tmp_path_factory.mktemp("pages-data"), _free_port(), log_name, **env) as running:
         yield running
 

@@ -24,6 +24,7 @@ from tests.pages.test_pages import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.slow
 
 SERVER_ENV = {"CALLASSIST_VOICE_AGENT": "always"}
+SERVER_LOG = "voice-agent-pages-server.log"
 
 
 def test_the_voice_agent_answers_on_the_pages_and_hands_over(open_page, server: Server) -> None:  # noqa: F811
