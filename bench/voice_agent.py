@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
@@ -204,7 +203,8 @@ async def main_async(steps: list[int], rounds: int) -> list[dict]:
             finally:
                 server.terminate()
                 await asyncio.to_thread(server.wait, 30)
-        row["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        uptime = await asyncio.to_thread(subprocess.run, ["uptime"], capture_output=True, text=True)
+        row["uptime"] = uptime.stdout.strip()
         rows.append(row)
         print(json.dumps(row), flush=True)
     ok = [r["calls"] for r in rows if r["reply_p95_ms"] < 1500]
