@@ -54,7 +54,9 @@ async function refreshStats() {
 async function refreshLive() {
   let calls;
   try {
-    ({ calls } = await api.listCalls("active"));
+    // Active calls, and waiting ones the voice agent is talking with (they can be watched too).
+    const [active, waiting] = await Promise.all([api.listCalls("active"), api.listCalls("waiting")]);
+    calls = [...active.calls, ...waiting.calls.filter((call) => call.voice_agent)];
   } catch (error) {
     staff.handleError(error);
     return;
@@ -71,13 +73,13 @@ async function refreshLive() {
         "li",
         { class: `call-item${current ? " watching" : ""}`, dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
         h("span", { class: "who" }, name, phone ? h("span", { class: "pill channel" }, "Phone") : null),
-        h("span", { class: "meta" }, [phone ? `phone ${call.customer.phone || ""}`.trim() : null, `agent: ${call.agent || "—"}`, call.reason, `for ${since(call.accepted_at || call.created_at)}`].filter(Boolean).join(" · ")),
+        h("span", { class: "meta" }, [phone ? `phone ${call.customer.phone || ""}`.trim() : null, `agent: ${call.agent || (call.voice_agent ? "voice agent (AI)" : "—")}`, call.reason, `for ${since(call.accepted_at || call.created_at)}`].filter(Boolean).join(" · ")),
         h(
           "button",
           {
             type: "button",
             class: current ? null : "primary",
-            "aria-label": `Watch call with ${name}, agent ${call.agent || "unknown"}`,
+            "aria-label": `Watch call with ${name}, agent ${call.agent || (call.voice_agent ? "voice agent" : "unknown")}`,
             "aria-pressed": current ? "true" : "false",
             onclick: () => watch(call.call_id),
           },

@@ -231,7 +231,7 @@ async def test_barge_in_stops_it_and_cuts_its_transcript_but_a_backchannel_does_
         if e["type"] == "transcript" and not e["final"] and e["segment_id"] == cut["segment_id"]
     ][-1]
     assert planned.startswith(cut["text"]) and len(cut["text"]) < len(planned), (cut, planned)
-    assert cut["text"].startswith("I can see order 78901")
+    assert cut["text"].startswith("I can see")
     assert stopped_at - before < 60  # under 1.2 s of audio after the interruption began
     # It answers the interruption: the caller asked for a person.
     answer = await next_final(customer)

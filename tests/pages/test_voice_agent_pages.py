@@ -42,6 +42,15 @@ def test_the_voice_agent_answers_on_the_pages_and_hands_over(open_page, server: 
     expect(transcript(customer)).not_to_contain_text("Maria")
     shot(customer, "pages-customer-voice-agent")
 
+    # A supervisor can watch the voice agent at work.
+    supervisor = open_page("supervisor", "/supervisor")
+    log_in(supervisor, server.admin)
+    live = supervisor.get_by_role("region", name="Live calls")
+    live.get_by_role("button", name="Watch call with Maria Garcia, agent voice agent").click()
+    watched = transcript(supervisor).locator("li.speaker-voice_agent")
+    expect(watched.first.locator(".who")).to_have_text("Voice agent (AI)")
+    shot(supervisor, "pages-supervisor-voice-agent")
+
     agent = open_page("agent", "/agent")
     log_in(agent, server.agent)
     waiting = agent.get_by_role("region", name="Waiting calls")
@@ -63,3 +72,4 @@ def test_the_voice_agent_answers_on_the_pages_and_hands_over(open_page, server: 
     shot(agent, "pages-agent-handover")
     agent.get_by_role("button", name="End call").click()
     expect(state).to_have_text("Ended")
+    expect(transcript(supervisor)).to_contain_text("Call ended")
