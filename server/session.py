@@ -532,6 +532,12 @@ class CallSession:
 
     async def on_ended(self, call: Call, reason: str | None = None) -> None:
         self.call = call
+        if self.voice_agent is not None:
+            # It falls silent first; what the caller heard of its last reply is kept.
+            try:
+                await self.voice_agent.handover()
+            except Exception:
+                log.exception("call %s: stopping the voice agent failed", self.call_id)
         extra = {"reason": reason} if reason else {}
         await self.publish(events.make(events.CALL_STATE, self.call_id, state="ended", **extra))
         # Speech already said is transcribed, then summarised, before participants go away.

@@ -187,3 +187,20 @@ def dominant_frequency(pcm: np.ndarray, rate: int = 48000) -> float:
 
 def rms(pcm: np.ndarray) -> float:
     return float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if len(pcm) else 0.0
+
+
+@asynccontextmanager
+async def loopback_server(app: Any) -> AsyncIterator[str]:
+    """An aiohttp app (an OpenAI-compatible stand-in, ...) on a free loopback port, for the
+    block; yields its `/v1` base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()

@@ -20,7 +20,7 @@ from media.stt.local import WhisperDecoder
 from media.wer import wer
 from server.qa import Participant, encode_wav_to_opus
 from server.voice_agent import FALLBACK, GREETING, HUMAN
-from tests.conftest import Running, make_settings, rms, serving
+from tests.conftest import Running, loopback_server, make_settings, rms, serving
 from tests.media.speech import fixture
 
 pytestmark = pytest.mark.slow
@@ -59,6 +59,28 @@ async def settled(p: Participant, quiet_s: float = 0.4, within_s: float = 5.0) -
     while count != p.received.packets and loop.time() < deadline:
         count = p.received.packets
         await asyncio.sleep(quiet_s)
+
+
+async def ask_for_a_refund(customer: Participant, timeout: float) -> dict[str, Any]:
+    """The caller asks for a refund of order 78901; the voice agent's final reply about it.
+
+    The request comes in two or three turns ("Hello, I need a refund please." / "My order
+    number is ..."): a reply to the first may be cut by the next; the last one answers."""
+    customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
+    return await customer.wait_for(
+        lambda e: (
+            e["type"] == "transcript"
+            and e["final"]
+            and e["speaker"] == "voice_agent"
+            and "78901" in e["text"]
+        ),
+        timeout=timeout,
+    )
+
+
+def reply_audio(customer: Participant, reply: dict[str, Any]) -> np.ndarray:
+    """The last reply's audio at the caller (48 kHz): its length and half a second more."""
+    return customer.received.pcm()[-int((reply["end_ms"] - reply["start_ms"] + 500) * 48) :]
 
 
 def settings_env(**env: str) -> dict[str, str]:
@@ -126,18 +148,7 @@ async def test_greets_answers_a_refund_and_hands_over(
     status, body = await run.api.call("GET", "/api/calls?state=waiting", agent_token)
     assert status == 200 and [c["call_id"] for c in body["calls"]] == [call_id]
 
-    customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
-    # The request comes in two or three turns ("Hello, I need a refund please." / "My order
-    # number is ..."): a reply to the first may be cut by the next; the last one answers.
-    reply = await customer.wait_for(
-        lambda e: (
-            e["type"] == "transcript"
-            and e["final"]
-            and e["speaker"] == "voice_agent"
-            and "78901" in e["text"]
-        ),
-        timeout=90,
-    )
+    reply = await ask_for_a_refund(customer, timeout=90)
     assert "refund" in reply["text"].lower(), reply["text"]
     planned = [
         e["text"]
@@ -146,10 +157,7 @@ async def test_greets_answers_a_refund_and_hands_over(
     ]
     assert planned[-2] == reply["text"]  # heard to the end: not cut
     await settled(customer)
-    # The reply's audio: from its first interim to its final, at 48 kHz.
-    said = heard(
-        whisper, customer.received.pcm()[-int((reply["end_ms"] - reply["start_ms"] + 500) * 48) :]
-    )
+    said = heard(whisper, reply_audio(customer, reply))
     assert wer(reply["text"], said) <= 0.25, (reply["text"], said)
 
     # An agent accepts: the voice agent falls silent, the agent gets the conversation.
@@ -251,15 +259,8 @@ async def test_speech_failure_plays_the_fallback_phrase_and_the_call_waits(
 
     app = web.Application()
     app.router.add_post("/v1/audio/speech", speech)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    env = settings_env(
-        CALLASSIST_TTS_ENGINE="openai", CALLASSIST_TTS_BASE_URL=f"http://127.0.0.1:{port}/v1"
-    )
-    try:
+    async with loopback_server(app) as base:
+        env = settings_env(CALLASSIST_TTS_ENGINE="openai", CALLASSIST_TTS_BASE_URL=base)
         async with serving(make_settings(tmp_path / "data", **env)) as run:
             agent_token = await run.agent()
             call_id, customer = await caller(run)
@@ -273,8 +274,6 @@ async def test_speech_failure_plays_the_fallback_phrase_and_the_call_waits(
             assert failures and failures[0] == GREETING.split(". ")[0] + "."
             status_code, body = await run.api.call("GET", "/api/calls?state=waiting", agent_token)
             assert status_code == 200 and [c["call_id"] for c in body["calls"]] == [call_id]
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_phone_caller_is_answered_and_a_barge_in_clears_twilios_buffer(
@@ -375,58 +374,40 @@ async def test_openai_compatible_chat_with_tools_and_speech(
 
     app = llm.app()
     app.router.add_post("/v1/audio/speech", speech)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}/v1"
-    env = settings_env(
-        CALLASSIST_ASSIST_ENGINE="openai",
-        CALLASSIST_LLM_BASE_URL=base,
-        CALLASSIST_TTS_ENGINE="openai",
-        CALLASSIST_TTS_BASE_URL=base,
-        CALLASSIST_TTS_VOICE="nova",
-    )
     try:
-        async with serving(make_settings(tmp_path / "data", **env)) as run:
-            call_id, customer = await caller(run)
-            greeting = await next_final(customer)
-            assert greeting["text"] == GREETING
-            assert (
-                spoken[0]["voice"] == "nova"
-                and spoken[0]["input"] == "Hello, thank you for calling."
+        async with loopback_server(app) as base:
+            env = settings_env(
+                CALLASSIST_ASSIST_ENGINE="openai",
+                CALLASSIST_LLM_BASE_URL=base,
+                CALLASSIST_TTS_ENGINE="openai",
+                CALLASSIST_TTS_BASE_URL=base,
+                CALLASSIST_TTS_VOICE="nova",
             )
-            customer.track.replace(encode_wav_to_opus(fixture("customer_refund_request").path))
-            reply = await customer.wait_for(
-                lambda e: (
-                    e["type"] == "transcript"
-                    and e["final"]
-                    and e["speaker"] == "voice_agent"
-                    and "78901" in e["text"]
-                ),
-                timeout=60,
-            )
-            # The model looked the order and the policy up with our tools before answering.
-            tool_results = [
-                json.loads(m["content"])
-                for body in llm.requests
-                for m in body["messages"]
-                if m["role"] == "tool"
-            ]
-            assert any(r.get("order_id") == "78901" for r in tool_results)
-            assert "we can refund it in full" in reply["text"]
-            assert "noted that for my colleague" in reply["text"]  # its [action], promised
-            await settled(customer)
-            said = heard(
-                whisper,
-                customer.received.pcm()[-int((reply["end_ms"] - reply["start_ms"] + 500) * 48) :],
-            )
-            assert wer(reply["text"], said) <= 0.25, (reply["text"], said)
-            inputs = [b["input"] for b in spoken]
-            assert "I can see order 78901 —" in " ".join(inputs)
+            async with serving(make_settings(tmp_path / "data", **env)) as run:
+                call_id, customer = await caller(run)
+                greeting = await next_final(customer)
+                assert greeting["text"] == GREETING
+                assert (
+                    spoken[0]["voice"] == "nova"
+                    and spoken[0]["input"] == "Hello, thank you for calling."
+                )
+                reply = await ask_for_a_refund(customer, timeout=60)
+                # The model looked the order and the policy up with our tools before answering.
+                tool_results = [
+                    json.loads(m["content"])
+                    for body in llm.requests
+                    for m in body["messages"]
+                    if m["role"] == "tool"
+                ]
+                assert any(r.get("order_id") == "78901" for r in tool_results)
+                assert "we can refund it in full" in reply["text"]
+                assert "noted that for my colleague" in reply["text"]  # its [action], promised
+                await settled(customer)
+                said = heard(whisper, reply_audio(customer, reply))
+                assert wer(reply["text"], said) <= 0.25, (reply["text"], said)
+                inputs = [b["input"] for b in spoken]
+                assert "I can see order 78901 —" in " ".join(inputs)
     finally:
-        await runner.cleanup()
         await voice.aclose()
 
 
@@ -449,3 +430,18 @@ async def test_overflow_answers_only_calls_nobody_took_in_time(tmp_path: Path) -
         await asyncio.sleep(0.5)
         assert not [e for e in taken.events if e["type"] == "call_state" and e.get("voice_agent")]
         assert not finals(taken)
+
+
+async def test_hanging_up_while_it_talks_keeps_what_was_heard(run: Running) -> None:
+    admin = await run.agent("root", role="admin")
+    call_id, customer = await caller(run)
+    await customer.wait_for(lambda e: e["type"] == "transcript" and e["speaker"] == "voice_agent")
+    await asyncio.sleep(2.0)
+    status, _ = await run.api.call("POST", f"/api/calls/{call_id}/end", customer.token)
+    assert status == 200
+    status, body = await run.api.call("GET", f"/api/calls/{call_id}/messages", admin)
+    kinds = [(m["type"], m.get("speaker") or m.get("state")) for m in body["messages"]]
+    said = [m for m in body["messages"] if m["type"] == "transcript"]
+    assert kinds[-2:] == [("transcript", "voice_agent"), ("call_state", "ended")], kinds
+    assert GREETING.startswith(said[-1]["text"]) and len(said[-1]["text"]) < len(GREETING)
+    assert said[-1]["text"].startswith("Hello, thank you")

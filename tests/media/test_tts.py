@@ -27,6 +27,7 @@ from media.tts.openai import OpenAITextToSpeech, WavStreamParser
 from media.tts.piper import PiperTextToSpeech
 from media.wer import wer
 from server.config import SpeechSettings
+from tests.conftest import loopback_server
 
 API_KEY = "tts-test-key"
 SENTENCES = [
@@ -175,9 +176,7 @@ async def test_piper_stops_synthesizing_when_the_listener_leaves(
 
 
 async def test_a_missing_local_voice_is_a_clear_error(tmp_path: Any) -> None:
-    engine = create_text_to_speech(
-        TextToSpeechSettings(model_path=str(tmp_path / "missing.onnx"))
-    )
+    engine = create_text_to_speech(TextToSpeechSettings(model_path=str(tmp_path / "missing.onnx")))
     with pytest.raises(TextToSpeechError, match="no Piper voice model at .*missing.onnx"):
         await engine.start()
     await engine.aclose()
@@ -261,15 +260,10 @@ async def speech_server(real_speech: dict[str, bytes]) -> AsyncIterator[SpeechSe
     server = SpeechServer(real_speech)
     app = web.Application()
     app.router.add_post("/v1/audio/speech", server.speech)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.base_url = f"http://127.0.0.1:{port}/v1"
-    yield server
-    server.release.set()
-    await runner.cleanup()
+    async with loopback_server(app) as base_url:
+        server.base_url = base_url
+        yield server
+        server.release.set()
 
 
 def openai_settings(server: SpeechServer, **overrides: Any) -> TextToSpeechSettings:
