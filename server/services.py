@@ -120,7 +120,7 @@ async def build_voice_agent(
 
     from media.tts import create_text_to_speech, split_sentences
     from media.tts.piper import PiperTextToSpeech
-    from server.assist.engine import create_suggestion_engine
+    from server.assist import create_suggestion_engine
     from server.assist.knowledge import KnowledgeBase
     from server.voice_agent import FALLBACK, SAMPLE_RATE, VoiceAgent, VoiceAgentServices
 
