@@ -464,8 +464,10 @@ class VoiceAgent(Participant):
                 reply.queued_ms += len(pcm) // BYTES_PER_MS
         self._playout.finish()
         reply.sentences.append((sentence, start, reply.queued_ms))
-        # Pages show the reply as it is spoken; the final transcript replaces it.
-        await self._publish_interim(reply)
+        # Pages show the reply as it is spoken; the final transcript replaces it. Not awaited:
+        # the next sentence must not wait behind the call's event log (a persisted write
+        # under load held it up to 0.7 s, a gap the caller heard).
+        self._spawn(self._publish_interim(reply))
 
     async def _end_reply(self, reply: _Reply) -> None:
         """All of the reply is queued: wait until it has been heard, then publish it."""
