@@ -16,15 +16,30 @@ from server.assist.assistant import feedback_stats
 from server.auth import Principal, authenticate, principal_from_header, require_role
 from server.errors import ApiError, bad_request, conflict, forbidden
 from server.files import joined_recording
+from server.forward import on_owner
 from server.hub import CallHub
+from server.metrics import CONTENT_TYPE
 from server.models import Call, CallCaller, CallEvent, Customer
 from server.ratelimit import client_address
-from server.store import Store
+from server.session import CallSession
+from server.store import QUEUE_LOCK, Store
 from signaling.errors import IceGatheringError, InvalidOffer
 from signaling.ice import ice_servers
 from signaling.peer import Peer
 
-from server.keys import HUB, LIMITS, PHONE, PRINCIPAL, REVOCATIONS, SETTINGS, STORE, TOKENS  # isort: skip
+from server.keys import (  # isort: skip
+    CLUSTER,
+    HUB,
+    LIMITS,
+    METRICS,
+    NODE_ID,
+    PHONE,
+    PRINCIPAL,
+    REVOCATIONS,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 
 routes = web.RouteTableDef()
 
@@ -115,7 +130,35 @@ def _address(request: web.Request) -> str:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "live_calls": request.app[HUB].live_count})
+    """Also the cluster as this node sees it: a node that cannot reach Redis says so (503),
+    so that a proxy's health check takes it out of rotation."""
+    app = request.app
+    node = app[NODE_ID]
+    cluster = app.get(CLUSTER)
+    body: dict[str, Any] = {"status": "ok", "live_calls": app[HUB].live_count, "node": node}
+    if cluster is None:
+        # Alone, the URL it was reached by is as good as any (the port may be chosen at bind).
+        url = app[SETTINGS].node_url or str(request.url.origin())
+        body["nodes"] = [{"id": node, "url": url}]
+        return web.json_response(body)
+    try:
+        nodes = await cluster.nodes()
+    except ApiError as exc:
+        body.update(status="degraded", nodes=[], error=exc.message)
+        return web.json_response(body, status=503)
+    body["nodes"] = [{"id": n.id, "url": n.url} for n in nodes]
+    if cluster.fenced or all(n.id != node for n in nodes):
+        body["status"] = "degraded"
+        return web.json_response(body, status=503)
+    return web.json_response(body)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this node (admin token; or CALLASSIST_METRICS_ADDRESS)."""
+    require_role(principal(request), "admin")
+    body = await request.app[METRICS].scrape()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 @routes.post("/api/auth/login")
@@ -184,6 +227,8 @@ async def create_call(request: web.Request) -> web.Response:
                 "call_already_open",
                 call_id=open_call.id,
             )
+        # Nodes count and add under one lock: the cap holds however many race for it.
+        await store.serialize(session, QUEUE_LOCK)
         waiting = (
             await session.exec(select(func.count()).select_from(Call).where(Call.state == "waiting"))
         ).one()
@@ -253,7 +298,7 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/calls/{call_id}/verify")
-async def verify_caller(request: web.Request) -> web.Response:
+async def verify_caller(request: web.Request) -> web.StreamResponse:
     """Its agent confirms the caller is the linked customer (or links another record)."""
     who = principal(request)
     require_role(who, "agent")
@@ -263,29 +308,42 @@ async def verify_caller(request: web.Request) -> web.Response:
     body = await read_json(request)
     customer_id = _str_field(body, "customer_id", required=False, max_len=40)
     store: Store = request.app[STORE]
-    call = await identity.verify(store, call.id, who.subject, customer_id)
-    live = await request.app[HUB].session(call.id)
-    await live.on_verified(call)
-    link, caller = await identity.caller_of(store, call.id)
-    return web.json_response(call_json(call, await _customer(store, call.customer_id), link, caller))
+
+    async def here(live: CallSession) -> web.Response:
+        verified = await identity.verify(store, call.id, who.subject, customer_id)
+        await live.on_verified(verified)
+        link, caller = await identity.caller_of(store, call.id)
+        customer = await _customer(store, verified.customer_id)
+        return web.json_response(call_json(verified, customer, link, caller))
+
+    return await on_owner(request, call.id, here, "verify")
 
 
 @routes.post("/api/calls/{call_id}/accept")
-async def accept_call(request: web.Request) -> web.Response:
+async def accept_call(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     require_role(who, "agent")
     call_id = request.match_info["call_id"]
-    live = await request.app[HUB].session(call_id)  # 404 first
-    await live.accept(who.subject)
-    return web.json_response({"call_id": call_id, "state": "active"})
+
+    async def here(live: CallSession) -> web.Response:
+        await live.accept(who.subject)
+        return web.json_response({"call_id": call_id, "state": "active"})
+
+    return await on_owner(request, call_id, here, "accept")  # 404 first
 
 
 @routes.post("/api/calls/{call_id}/end")
-async def end_call(request: web.Request) -> web.Response:
+async def end_call(request: web.Request) -> web.StreamResponse:
     _who, call = await _call_for(request)
-    if call.state != "ended":
-        await request.app[HUB].end_call(call.id)
-    return web.json_response({"call_id": call.id, "state": "ended"})
+    done = web.json_response({"call_id": call.id, "state": "ended"})
+    if call.state == "ended":
+        return done
+
+    async def here(live: CallSession) -> web.Response:
+        await live.end()
+        return done
+
+    return await on_owner(request, call.id, here, "end")
 
 
 @routes.get("/api/calls/{call_id}/messages")
@@ -295,15 +353,20 @@ async def messages(request: web.Request) -> web.Response:
     if not re.fullmatch(r"\d{1,18}", raw_after):
         raise bad_request("after must be a non-negative integer", "invalid_query")
     role = "customer" if who.role == "customer" else "agent"
-    async with request.app[STORE].session() as session:
+    visible = await _history(request.app[STORE], call.id, role, int(raw_after))
+    return web.json_response({"messages": visible})
+
+
+async def _history(store: Store, call_id: str, role: str, after: int = 0) -> list[dict[str, Any]]:
+    """The persisted events of a call with `seq > after` that `role` may see, in order."""
+    async with store.session() as session:
         rows = await session.exec(
             select(CallEvent)
-            .where(CallEvent.call_id == call.id, CallEvent.seq > int(raw_after))
+            .where(CallEvent.call_id == call_id, CallEvent.seq > after)
             .order_by(col(CallEvent.seq))
         )
         bodies = [row.body for row in rows]
-    visible = [b for b in bodies if events.visible_to(b, role)]  # type: ignore[arg-type]
-    return web.json_response({"messages": visible})
+    return [b for b in bodies if events.visible_to(b, role)]  # type: ignore[arg-type]
 
 
 @routes.get("/api/calls/{call_id}/summary")
@@ -331,12 +394,21 @@ SSE_RECHECK_S = 2.0  # a revoked token's stream ends within this (plus the revoc
 @routes.get("/api/calls/{call_id}/events")
 async def event_stream(request: web.Request) -> web.StreamResponse:
     who, call = await _call_for(request, allow_customer=False)
-    live = await request.app[HUB].session(call.id)
+    # Subscribed before the history is read, wherever the call's holder runs: nothing falls
+    # between the two, and what both have is dropped by seq.
+    bus = request.app[HUB].bus
     limit = request.app[SETTINGS].max_streams_per_call
-    if len(live.subscribers) >= limit:
+    if bus.count(call.id) >= limit:  # on this node
         raise ApiError(429, "too_many_streams", f"this call already has {limit} event streams open")
     revocations = request.app[REVOCATIONS]
-    sub, backlog = await live.subscribe("agent")
+    sub = await bus.subscribe(call.id, "agent")
+    try:
+        backlog = await _history(request.app[STORE], call.id, "agent")
+        call = await request.app[HUB].load_call(call.id)
+    except BaseException:
+        bus.unsubscribe(sub)
+        raise
+    last_seq = backlog[-1]["seq"] if backlog else 0
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -350,7 +422,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             await _sse_write(response, event)
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
-        while True:
+        while call.state != "ended":
             try:
                 async with asyncio.timeout(SSE_RECHECK_S):
                     live_event = await sub.queue.get()
@@ -364,11 +436,13 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             quiet_since = loop.time()
             if live_event is None:
                 break
+            if live_event.get("seq", last_seq + 1) <= last_seq:
+                continue  # the backlog had it
             await _sse_write(response, live_event)
     except ConnectionResetError:
         pass  # the client went away
     finally:
-        live.unsubscribe(sub)
+        bus.unsubscribe(sub)
     return response
 
 
@@ -457,7 +531,7 @@ async def _has_open_call(request: web.Request, who: Principal) -> bool:
 
 
 @routes.post("/api/calls/{call_id}/offer")
-async def offer(request: web.Request) -> web.Response:
+async def offer(request: web.Request) -> web.StreamResponse:
     who, call = await _call_for(request)
     if who.role == "admin":
         raise forbidden("only the call's customer or agent can connect to it")
@@ -472,21 +546,24 @@ async def offer(request: web.Request) -> web.Response:
     if who.role == "agent" and call.state != "active":
         raise conflict("accept the call before connecting", "call_not_active")
     hub: CallHub = request.app[HUB]
-    live = await hub.session(call.id)
-    settings = request.app[SETTINGS]
-    peer = Peer(
-        role=who.role,
-        configuration=hub.services.rtc_configuration(),
-        connect_timeout_s=settings.ice_connect_timeout_s,
-    )
-    try:
-        answer = await peer.answer(sdp, settings.ice_gather_timeout_s)
-    except BaseException as exc:
-        await peer.close()
-        if isinstance(exc, InvalidOffer | IceGatheringError):
-            error = ApiError(400 if isinstance(exc, InvalidOffer) else 503, exc.code, exc.message)
-            error.detail = exc.detail  # for staff and logs only
-            raise error from None
-        raise
-    await live.join(peer)  # an offer to a call that ended meanwhile → 409, peer closed
-    return web.json_response({"sdp": answer.sdp, "type": answer.type})
+
+    async def here(live: CallSession) -> web.Response:
+        settings = request.app[SETTINGS]
+        peer = Peer(
+            role=who.role,
+            configuration=hub.services.rtc_configuration(),
+            connect_timeout_s=settings.ice_connect_timeout_s,
+        )
+        try:
+            answer = await peer.answer(sdp, settings.ice_gather_timeout_s)
+        except BaseException as exc:
+            await peer.close()
+            if isinstance(exc, InvalidOffer | IceGatheringError):
+                error = ApiError(400 if isinstance(exc, InvalidOffer) else 503, exc.code, exc.message)
+                error.detail = exc.detail  # for staff and logs only
+                raise error from None
+            raise
+        await live.join(peer)  # an offer to a call that ended meanwhile → 409, peer closed
+        return web.json_response({"sdp": answer.sdp, "type": answer.type})
+
+    return await on_owner(request, call.id, here, "offer")

@@ -8,18 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import event as sa_event
 
 from server import api
 from server.auth import Revocations, Tokens, principal_from_header
+from server.cluster import Cluster, new_node_id
 from server.config import Settings, resolve_secret_key
 from server.errors import ApiError, unauthorized
 from server.files import private_dir, private_sqlite
 from server.headers import add_security_headers
 from server.hub import CallHub, Services
 from server.keys import (
+    CLUSTER,
     DEMO_CREDENTIALS,
     HUB,
     LIMITS,
+    METRICS,
+    NODE_ID,
     PHONE,
     PRINCIPAL,
     REVOCATIONS,
@@ -27,6 +32,7 @@ from server.keys import (
     STORE,
     TOKENS,
 )
+from server.metrics import CONTENT_TYPE, Metrics
 from server.ratelimit import Limits
 from server.store import Store
 from server.waiting import WaitingReaper
@@ -130,6 +136,42 @@ async def _config(request: web.Request) -> web.Response:
     return web.json_response({"demo": accounts or None})
 
 
+async def _join_cluster(settings: Settings, metrics: Metrics) -> Cluster | None:
+    if not settings.clustered:
+        return None
+    cluster = Cluster(
+        settings.redis_url,
+        node_id=new_node_id(),
+        node_url=settings.own_url,
+        ttl_s=settings.node_ttl_s,
+        secret=resolve_secret_key(settings),
+        on_error=lambda op: metrics.redis_errors.labels(op).inc(),
+    )
+    try:
+        await cluster.start()
+    except ApiError as exc:  # ClusterUnavailable: refuse to start half a node
+        await cluster.close()
+        raise RuntimeError(f"cannot join the cluster at CALLASSIST_REDIS_URL: {exc.message}") from None
+    return cluster
+
+
+async def _metrics_listener(settings: Settings, metrics: Metrics) -> web.AppRunner | None:
+    """`/metrics` without a token on its own address, for a scraper on a private network."""
+    if not settings.metrics_address:
+        return None
+    host, _, port = settings.metrics_address.rpartition(":")
+
+    async def scrape(_request: web.Request) -> web.Response:
+        return web.Response(body=await metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
 def create_app(settings: Settings, services_factory: ServicesFactory | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, revocation_middleware],
@@ -137,6 +179,7 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
     )
     app[SETTINGS] = settings
     app[DEMO_CREDENTIALS] = {}
+    app[METRICS] = Metrics()
     if services_factory is None:
         from server.services import build_services
 
@@ -149,13 +192,22 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
         if not settings.database_url:
             private_sqlite(settings.data_dir / "callassist.db")
         restrict_host_addresses(settings.ice_hosts)
+        metrics = app[METRICS]
         store = Store(settings.sqlalchemy_url)
+        sa_event.listen(store.engine.sync_engine, "handle_error", lambda _ctx: metrics.db_errors.inc())
         await store.create_schema()
         app[STORE] = store
         app[LIMITS] = Limits(settings)
         app[REVOCATIONS] = Revocations(store)
+        cluster = await _join_cluster(settings, metrics)
+        if cluster is not None:
+            app[CLUSTER] = cluster
+        app[NODE_ID] = cluster.node.id if cluster is not None else new_node_id()
         services, close_services = await services_factory(settings, store)
-        app[HUB] = CallHub(store, services)
+        app[HUB] = CallHub(store, services, cluster=cluster, metrics=metrics)
+        metrics.watch(app[HUB].live_sessions, store)
+        metrics.start()
+        metrics_site = await _metrics_listener(settings, metrics)
         if settings.twilio_auth_token:
             from server.phone import Phone
 
@@ -168,9 +220,14 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
             app[DEMO_CREDENTIALS] = await setup_demo(settings, store)
         yield
         await reaper.close()
+        if metrics_site is not None:
+            await metrics_site.cleanup()
         await app[HUB].close()
+        if cluster is not None:
+            await cluster.close()
         await close_services()
         await app[LIMITS].close()
+        await metrics.close()
         await store.close()
 
     async def close_calls(app: web.Application) -> None:

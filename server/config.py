@@ -113,10 +113,29 @@ class Settings:
     webhooks against it and the phone stream URL is built from it."""
     twilio_auth_token: str = ""
     """The Twilio account's auth token; empty switches the `/twilio/` routes off (404)."""
+    redis_url: str = ""
+    """`redis://host:port/db`: this process is one node of a cluster (docs/scaling.md);
+    empty means it runs alone."""
+    node_url: str = ""
+    """This node's base URL as the other nodes reach it; empty means `http://HOST:PORT`."""
+    node_ttl_s: float = 10.0
+    """A node that has not refreshed its presence this long is dead; its calls' leases
+    lapse with it and any node may take them over."""
+    metrics_address: str = ""
+    """`host:port` for an unauthenticated `/metrics` listener; empty: `/metrics` on the main
+    port needs an admin token."""
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     assist: AssistSettings = field(default_factory=AssistSettings)
     tts: TextToSpeechSettings = field(default_factory=TextToSpeechSettings)
     voice_agent: VoiceAgentSettings = field(default_factory=VoiceAgentSettings)
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def own_url(self) -> str:
+        return self.node_url or f"http://{self.host}:{self.port}"
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -284,7 +303,10 @@ def load_settings(
         ice_connect_timeout_s=_float(env, "CALLASSIST_ICE_CONNECT_TIMEOUT_S", 30.0),
         waiting_timeout_s=_float(env, "CALLASSIST_WAITING_TIMEOUT_S", 900.0),
         max_waiting=_int(env, "CALLASSIST_MAX_WAITING", 500),
-        rate_limit_storage=env.get("CALLASSIST_RATE_LIMIT_STORAGE", "memory://"),
+        # Several nodes count together in their Redis unless told otherwise.
+        rate_limit_storage=env.get("CALLASSIST_RATE_LIMIT_STORAGE", "")
+        or env.get("CALLASSIST_REDIS_URL", "").strip()
+        or "memory://",
         login_limit_user=_rate(env, "CALLASSIST_LOGIN_LIMIT_USER", "5/minute"),
         login_limit_address=_rate(env, "CALLASSIST_LOGIN_LIMIT_ADDRESS", "20/minute"),
         customer_limit_address=_rate(env, "CALLASSIST_CUSTOMER_LIMIT_ADDRESS", "30/minute"),
@@ -293,6 +315,10 @@ def load_settings(
         redact=_bool(env, "CALLASSIST_REDACT", True),
         public_url=env.get("CALLASSIST_PUBLIC_URL", "").strip().rstrip("/"),
         twilio_auth_token=env.get("CALLASSIST_TWILIO_AUTH_TOKEN", "").strip(),
+        redis_url=env.get("CALLASSIST_REDIS_URL", "").strip(),
+        node_url=env.get("CALLASSIST_NODE_URL", "").strip().rstrip("/"),
+        node_ttl_s=_float(env, "CALLASSIST_NODE_TTL_S", 10.0),
+        metrics_address=env.get("CALLASSIST_METRICS_ADDRESS", "").strip(),
         speech=speech,
         assist=assist,
         tts=tts,
@@ -326,10 +352,43 @@ def load_settings(
             "CALLASSIST_PUBLIC_URL is required with CALLASSIST_TWILIO_AUTH_TOKEN "
             "(Twilio signs its webhooks against the public URL)"
         )
+    _check_cluster(settings)
     overrides = {k: v for k, v in flags.items() if v is not None}
     if "data_dir" in overrides:
         overrides["data_dir"] = Path(overrides["data_dir"])
     return replace(settings, **overrides)
+
+
+def _check_cluster(settings: Settings) -> None:
+    if settings.metrics_address:
+        host, _, port = settings.metrics_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"CALLASSIST_METRICS_ADDRESS must be host:port, got {settings.metrics_address!r}"
+            )
+    if not settings.redis_url:
+        return
+    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"CALLASSIST_REDIS_URL must start with redis://, rediss:// or unix://, "
+            f"got {settings.redis_url!r}"
+        )
+    if not settings.secret_key:
+        raise ConfigError(
+            "CALLASSIST_SECRET_KEY is required with CALLASSIST_REDIS_URL: every node signs "
+            "and checks tokens with the same key"
+        )
+    if settings.node_url and not settings.node_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"CALLASSIST_NODE_URL must start with http:// or https://, got {settings.node_url!r}"
+        )
+    if settings.node_ttl_s < 1:
+        raise ConfigError("CALLASSIST_NODE_TTL_S must be at least 1 (seconds)")
+    if not settings.database_url or settings.database_url.startswith("sqlite"):
+        raise ConfigError(
+            "DATABASE_URL must name a shared database (postgresql+asyncpg://...) with "
+            "CALLASSIST_REDIS_URL: the nodes share one store"
+        )
 
 
 def resolve_secret_key(settings: Settings) -> str:

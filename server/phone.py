@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any, cast
 
+import aiohttp
 import jwt
 from aiohttp import web
 from sqlalchemy import func
@@ -24,11 +25,14 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from server import identity
+from server.cluster import Elsewhere
 from server.errors import ApiError, forbidden
+from server.forward import forwarded_by, relay_websocket
 from server.models import Call, CallCaller
+from server.session import CallSession
 from signaling.twilio import MediaStream, StreamStats, media_format_ok, wait_for_start
 
-from server.keys import HUB, PHONE, SETTINGS, STORE  # isort: skip
+from server.keys import CLUSTER, HUB, PHONE, SETTINGS, STORE  # isort: skip
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +65,23 @@ class Phone:
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
-    def redeem(self, token: Any, call_id: Any) -> bool:
-        """Whether `token` is a fresh, unused stream token for `call_id` (then it is used)."""
+    def _claims(self, token: Any, call_id: Any) -> dict[str, Any] | None:
         if not isinstance(token, str) or not isinstance(call_id, str):
-            return False
+            return None
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=_AUDIENCE)
         except jwt.PyJWTError:
-            return False
-        if claims.get("sub") != call_id:
+            return None
+        return claims if claims.get("sub") == call_id else None
+
+    def valid(self, token: Any, call_id: Any) -> bool:
+        """Whether `token` is a fresh stream token for `call_id` (not using it up)."""
+        return self._claims(token, call_id) is not None
+
+    def redeem(self, token: Any, call_id: Any) -> bool:
+        """Whether `token` is a fresh, unused stream token for `call_id` (then it is used)."""
+        claims = self._claims(token, call_id)
+        if claims is None:
             return False
         now = time.time()
         self._used = {k: exp for k, exp in self._used.items() if exp > now}
@@ -147,17 +159,17 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         return ws
     params = start["start"].get("customParameters", {})
     call_id = params.get("call_id")
-    if not phone.redeem(params.get("token"), call_id) or not media_format_ok(start):
-        phone.stats.rejected += 1
-        log.warning("closed a media stream with a bad token or format for %r", call_id)
-        await ws.close(code=1008, message=b"bad stream token")
-        return ws
-    hub = request.app[HUB]
+    if not phone.valid(params.get("token"), call_id) or not media_format_ok(start):
+        return await _reject(ws, phone, call_id)
     try:
-        live = await hub.session(call_id)
+        live = await _session_here(request, ws, call_id, start)
     except ApiError:
         await ws.close(code=1008, message=b"unknown call")
         return ws
+    if live is None:  # relayed to the node that holds the call, which used the token
+        return ws
+    if not phone.redeem(params.get("token"), call_id):
+        return await _reject(ws, phone, call_id)
     if live.call.channel != "phone":
         await ws.close(code=1008, message=b"not a phone call")
         return ws
@@ -174,3 +186,32 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         return ws
     await participant.run()
     return ws
+
+
+async def _reject(ws: web.WebSocketResponse, phone: Phone, call_id: Any) -> web.WebSocketResponse:
+    phone.stats.rejected += 1
+    log.warning("closed a media stream with a bad token or format for %r", call_id)
+    await ws.close(code=1008, message=b"bad stream token")
+    return ws
+
+
+async def _session_here(
+    request: web.Request, ws: web.WebSocketResponse, call_id: str, start: dict[str, Any]
+) -> CallSession | None:
+    """The call's session on this node; or None once the stream was relayed to the node
+    that holds the call (Twilio reaches whichever node the proxy picks)."""
+    hub = request.app[HUB]
+    for _attempt in range(2):
+        try:
+            return await hub.session(call_id)
+        except Elsewhere as where:
+            if forwarded_by(request) is not None:
+                raise ApiError(503, "call_moving", "the call moved again") from None
+            cluster = request.app[CLUSTER]
+            try:
+                await relay_websocket(request, ws, where.owner.url, [start])
+                return None
+            except (aiohttp.ClientConnectionError, aiohttp.WSServerHandshakeError, TimeoutError):
+                log.warning("node %s holds call %s but does not answer", where.owner.id, call_id)
+                await cluster.wait_gone(where.owner.id, cluster.ttl_ms / 1000 + 2)
+    raise ApiError(503, "node_unavailable", "the server holding this call does not answer")

@@ -107,6 +107,10 @@ class OpusPacketTrack(MediaStreamTrack):
         self._sent = 0
         self.clip_started_at: float | None = None  # monotonic time the clip's first packet went out
 
+    def carry_on(self, other: OpusPacketTrack) -> None:
+        """Play on from where `other` (a stopped connection's track) was."""
+        self._packets, self._index, self._loop_audio = other._packets, other._index, other._loop_audio
+
     def replace(self, packets: list[bytes]) -> None:
         """Start playing another clip now."""
         self._packets = packets
@@ -234,6 +238,10 @@ class Participant:
         """Offer with all candidates gathered, apply the answer, wait for the channel."""
         if self.pc is not None:
             await self.pc.close()
+            # A reconnect (the page's retry): a new connection with a new microphone track
+            # that goes on with the clip where the old one was.
+            old, self.track = self.track, OpusPacketTrack([])
+            self.track.carry_on(old)
         self.call_id = call_id
         ice = await self.request("GET", "/api/webrtc/ice-servers")
         pc = RTCPeerConnection(

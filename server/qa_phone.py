@@ -325,7 +325,8 @@ class TwilioCaller:
         for task in (self._sender,):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A socket the server closed (as when its node dies) ends the sender too.
+                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, ConnectionError):
                     await task
         if self.ws is not None:
             await self.ws.close()

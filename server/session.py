@@ -21,11 +21,10 @@ it, and hands it to the recipients `events.visible_to` allows. The state changes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
@@ -35,12 +34,14 @@ from media.decode import PcmPassthrough
 from media.participant import Participant
 from server import events
 from server.errors import conflict
+from server.fanout import EventBus
 from server.identity import is_verified
 from server.models import Call, CallEvent
 from server.redaction import CallRedactor
 from server.store import Store
 
 if TYPE_CHECKING:
+    from server.metrics import Metrics
     from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -49,24 +50,26 @@ TRANSCRIBED = ("customer", "agent")
 """Roles whose voices go through speech-to-text (a voice agent's words are its own text)."""
 
 
-@dataclass
-class Subscriber:
-    """An SSE listener; `None` on the queue means the stream is over."""
-
-    role: str
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
-
-
 class CallSession:
-    def __init__(self, call: Call, store: Store, services: Services) -> None:
+    def __init__(
+        self,
+        call: Call,
+        store: Store,
+        services: Services,
+        bus: EventBus | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.call = call
         self.call_id = call.id
         self.store = store
         self.services = services
+        self.bus = bus if bus is not None else EventBus()
+        self.metrics = metrics
         self.participants: dict[str, Participant] = {}
         # Participants whose replay is done and who get live events.
         self._live: set[Participant] = set()
-        self.subscribers: list[Subscriber] = []
+        # When the last final customer transcript went to the assistant (for its latency).
+        self._asked_at: float | None = None
         self._publish_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pipelines: dict[str, Any] = {}
@@ -120,9 +123,10 @@ class CallSession:
                 if role not in texts:
                     texts[role] = events.encode(events.for_role(event, role))  # type: ignore[arg-type]
                 participant.send_event(texts[role])
-        for sub in self.subscribers:
-            if events.visible_to(event, sub.role):  # type: ignore[arg-type]
-                sub.queue.put_nowait(event)
+        self.bus.publish(self.call_id, event)
+        if self._asked_at is not None and event["type"] == events.AI_SUGGESTION and self.metrics:
+            self.metrics.suggestion_latency.observe(time.monotonic() - self._asked_at)
+            self._asked_at = None
 
     def send_to(self, participant: Participant, event: dict[str, Any]) -> None:
         participant.send_event(events.encode(event))
@@ -136,21 +140,6 @@ class CallSession:
             )
             bodies = [row.body for row in rows]
         return [b for b in bodies if events.visible_to(b, role)]  # type: ignore[arg-type]
-
-    async def subscribe(self, role: str) -> tuple[Subscriber, list[dict[str, Any]]]:
-        """Register an SSE listener; returns it with the history to send first."""
-        async with self._publish_lock:
-            backlog = await self.history(role)
-            sub = Subscriber(role=role)
-            if self.call.state == "ended" or self._closed:
-                sub.queue.put_nowait(None)
-            else:
-                self.subscribers.append(sub)
-        return sub, backlog
-
-    def unsubscribe(self, sub: Subscriber) -> None:
-        with contextlib.suppress(ValueError):
-            self.subscribers.remove(sub)
 
     # -- participants (CallPort) -------------------------------------------------------------
 
@@ -317,6 +306,10 @@ class CallSession:
             elif pipeline.on_pcm is None:
                 pipeline.on_pcm = functools.partial(self._on_pcm, role)
 
+    def stt_pending(self) -> int:
+        """Utterances waiting for speech-to-text."""
+        return int(self._transcriber.pending) if self._transcriber is not None else 0
+
     def clock_ms(self) -> int:
         # Before a human accepts, a voice agent's conversation counts from when it answered.
         start = self.call.accepted_at or self._voice_agent_since or self.call.created_at
@@ -336,7 +329,11 @@ class CallSession:
         redacted = self.redactor.transcript(event)
         event = await self.publish(redacted.event)
         self.redactor.published(event, t.text)
+        if t.final and self.metrics is not None:
+            self.metrics.transcript_latency.observe(max(0, self.clock_ms() - t.end_ms) / 1000)
         if t.final and self.assistant is not None:
+            if t.speaker == "customer":
+                self._asked_at = time.monotonic()
             self.assistant.on_transcript(event)
         if t.final and self.voice_agent is not None:
             self.voice_agent.on_transcript(event)
@@ -565,6 +562,34 @@ class CallSession:
         if not task.cancelled() and task.exception() is not None:
             log.error("call %s task failed", self.call_id, exc_info=task.exception())
 
+    def expect_phone_caller(self, within_s: float) -> None:
+        """A phone call taken over from a dead node: Twilio's socket died with that node and
+        Twilio hung up the line (a stream cannot move). Unless a stream joins soon (the node
+        died between the webhook and the stream), the call ends, saying why."""
+
+        async def watch() -> None:
+            await asyncio.sleep(within_s)
+            if "customer" not in self.participants and not self._closed and self.call.state != "ended":
+                await self.publish(
+                    events.status(
+                        self.call_id,
+                        "warning",
+                        "phone_line_lost",
+                        "the caller's phone line was lost with the server that carried it",
+                    )
+                )
+                await self.end()
+
+        self._spawn(watch())
+
+    async def drop(self, code: str, message: str) -> None:
+        """This node no longer holds the call (its lease went elsewhere): the participants
+        hear why, their connections close, and they reconnect to whichever node holds it."""
+        text = events.encode(events.status(self.call_id, "warning", code, message))
+        for participant in list(self._live):
+            participant.send_event(text)
+        await self.close()
+
     async def close(self) -> None:
         """Release everything live; the call's record and events stay. Safe to call twice."""
         if self._closed:
@@ -589,8 +614,7 @@ class CallSession:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        for sub in self.subscribers:
-            sub.queue.put_nowait(None)
-        self.subscribers.clear()
+        if self.call.state == "ended":
+            self.bus.end(self.call_id)
         if self.on_closed is not None:
             self.on_closed(self)

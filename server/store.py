@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+_SCHEMA_LOCK = 0x63616C6C  # "call": the advisory lock that serialises schema creation
+QUEUE_LOCK = 0x71756575  # "queue": counting waiting calls and adding one, on every node
 
 
 def _import_models() -> None:
@@ -45,6 +48,10 @@ class Store:
     async def create_schema(self) -> None:
         _import_models()
         async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Nodes of a cluster start together: one creates the tables, the others wait
+                # for it and find them (create_all alone races: "relation already exists").
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
             await conn.run_sync(SQLModel.metadata.create_all)
 
     @asynccontextmanager
@@ -75,6 +82,13 @@ class Store:
             return
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def serialize(self, session: AsyncSession, key: int) -> None:
+        """Make this write transaction wait for every other one, on any node, that
+        serialises on `key` (a Postgres advisory lock, released at commit). SQLite has one
+        writer at a time already."""
+        if not self.is_sqlite:
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     async def close(self) -> None:
         if self._closed:

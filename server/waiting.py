@@ -14,6 +14,7 @@ import logging
 
 from sqlmodel import col, select
 
+from server.cluster import Elsewhere
 from server.events import now_ms
 from server.hub import CallHub
 from server.models import Call
@@ -67,7 +68,12 @@ class WaitingReaper:
                 seen = live.caller_seen_ms
             else:
                 seen = max(created_at, self._started_ms)
-            if seen < cutoff and await self._hub.end_call(call_id, reason="abandoned"):
-                log.info("call %s: abandoned in the queue; ended", call_id)
-                ended.append(call_id)
+            if seen >= cutoff:
+                continue
+            try:
+                if await self._hub.end_call(call_id, reason="abandoned"):
+                    log.info("call %s: abandoned in the queue; ended", call_id)
+                    ended.append(call_id)
+            except Elsewhere:
+                continue  # a live node holds it: its own sweep decides
         return ended
