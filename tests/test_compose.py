@@ -64,7 +64,9 @@ def test_compose_services(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"server", "coturn", "postgres"}
+    # Only the server and coturn run without a profile (compose v1 lists every service).
+    assert {name for name, svc in services.items() if not svc.get("profiles")} == {"server", "coturn"}
+    assert "postgres" in services
 
     server = services["server"]
     assert Path(server["build"]["context"]) == ROOT
@@ -86,13 +88,51 @@ def test_compose_services(tmp_path: Path) -> None:
     assert "healthcheck" in coturn
 
     postgres = services["postgres"]
-    assert postgres["profiles"] == ["postgres"]
+    assert postgres["profiles"] == ["postgres", "cluster"]
     assert "healthcheck" in postgres
     assert all(p.startswith("127.0.0.1:") for p in postgres["ports"])
     assert any(v.startswith("postgres-data:") for v in postgres["volumes"])
     # The server can't depend on a service that is only there with a profile.
     assert "postgres" not in server.get("depends_on", {})
-    assert set(config["volumes"]) == {"callassist-data", "coturn-data", "postgres-data"}
+    assert {"callassist-data", "coturn-data", "postgres-data"} <= set(config["volumes"])
+
+
+def test_compose_cluster_profile(tmp_path: Path) -> None:
+    """Two nodes behind a real reverse proxy (Caddy), over Redis and PostgreSQL."""
+    result = run_compose(
+        tmp_path,
+        *("--profile", "cluster", "config"),
+        TURN_SECRET="0123abcd",
+        CALLASSIST_SECRET_KEY="k" * 40,
+        DATABASE_URL="postgresql+asyncpg://callassist:pw@127.0.0.1:5432/callassist",
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert {"node1", "node2", "proxy", "redis", "postgres", "coturn"} <= set(services)
+    nodes = [services["node1"], services["node2"]]
+    urls = [n["environment"]["CALLASSIST_NODE_URL"] for n in nodes]
+    assert urls == ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
+    for node in nodes:
+        env = node["environment"]
+        assert node["profiles"] == ["cluster"] and node["network_mode"] == "host"
+        assert env["CALLASSIST_REDIS_URL"] == "redis://127.0.0.1:6379/0"
+        assert env["CALLASSIST_STT_THREADS"] in (1, "1")  # one node per core
+        assert {"redis", "postgres", "coturn"} <= set(node["depends_on"])
+        # Every setting a node reads is valid: what compose gives it loads.
+        loaded = load_settings(env={k: str(v) for k, v in env.items() if v is not None})
+        assert loaded.clustered and loaded.own_url == env["CALLASSIST_NODE_URL"]
+    assert nodes[0]["volumes"] != nodes[1]["volumes"]
+
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert proxy["environment"]["CALLASSIST_NODES"].split() == ["127.0.0.1:8081", "127.0.0.1:8082"]
+    caddyfile = (ROOT / "proxy" / "Caddyfile").read_text()
+    assert "{$CALLASSIST_NODES" in caddyfile and "health_uri /health" in caddyfile
+    assert "flush_interval -1" in caddyfile  # SSE unbuffered; Caddy passes WebSockets as is
+    redis = services["redis"]
+    assert all(p.startswith("127.0.0.1:") for p in redis["ports"])
+    assert redis["command"][:3] == ["redis-server", "--save", ""]
 
 
 def test_compose_without_a_secret_validates_but_nothing_runs_without_one(tmp_path: Path) -> None:
