@@ -23,6 +23,7 @@ BENCHMARKS = {
     "nlp": ("bench.nlp", "kept libraries: sentiment, retrieval, phone entities vs labels (issue 13)"),
     "scenarios": ("bench.scenarios", "scripted calls: coverage, relevance, stale facts, redaction (issue 13)"),
     "voice_agent": ("bench.voice_agent", "voice agent: speech end → its first audio, barge-in, concurrent calls (issue 11)"),
+    "cluster": ("bench.cluster", "several nodes: cross-node hop, takeover, Redis/Postgres load, per-core scaling (issue 12)"),
     "phone": ("bench.phone", "Twilio callers: CPU per call, outbound pacing, transcript latency, relay again (issue 10)"),
 }
 
