@@ -113,26 +113,20 @@ async def relay_websocket(
         for message in first:
             await upstream.send_json(message)
 
-        async def down() -> None:
-            async for msg in upstream:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    await ws.send_str(msg.data)
-                elif msg.type == aiohttp.WSMsgType.BINARY:
-                    await ws.send_bytes(msg.data)
-            await ws.close()
-
-        async def up() -> None:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    await upstream.send_str(msg.data)
-                elif msg.type == aiohttp.WSMsgType.BINARY:
-                    await upstream.send_bytes(msg.data)
-            await upstream.close()
-
-        tasks = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
+        tasks = [asyncio.ensure_future(_pipe(upstream, ws)), asyncio.ensure_future(_pipe(ws, upstream))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _pipe(source: Any, sink: Any) -> None:
+    """Copy WebSocket messages from `source` to `sink` until `source` closes, then close `sink`."""
+    async for msg in source:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+    await sink.close()
