@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from media.openai_client import import_openai, make_client
 from media.settings import SpeechSettings
 
 from ..audio import pcm_to_wav
@@ -19,13 +20,7 @@ if TYPE_CHECKING:
 
 
 def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError:
-        raise SpeechToTextError(
-            "the openai speech-to-text engine needs the OpenAI SDK: pip install openai"
-        ) from None
-    return openai
+    return import_openai(SpeechToTextError, "speech-to-text")
 
 
 class OpenAISpeechToText(SpeechToText):
@@ -40,23 +35,13 @@ class OpenAISpeechToText(SpeechToText):
             return
         if self._closed:
             raise SpeechToTextError("speech-to-text engine is closed")
-        openai = _import_openai()
-        settings = self._settings
-        api_key = settings.openai_api_key
-        if not api_key:
-            if not settings.openai_base_url:
-                raise SpeechToTextError(
-                    "the openai speech-to-text engine needs CALLASSIST_STT_API_KEY "
-                    "(or OPENAI_API_KEY), or CALLASSIST_STT_BASE_URL for a server without keys"
-                )
-            # Self-hosted servers often take no key, but the SDK insists on one.
-            api_key = "unused"
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=settings.openai_base_url or None,
-            timeout=settings.timeout_s,
-            # A retried segment would arrive after the ones spoken later: skip it instead.
-            max_retries=0,
+        self._client = make_client(
+            api_key=self._settings.openai_api_key,
+            base_url=self._settings.openai_base_url,
+            timeout_s=self._settings.timeout_s,
+            error=SpeechToTextError,
+            what="speech-to-text",
+            prefix="CALLASSIST_STT",
         )
 
     async def transcribe(self, pcm: bytes, *, prompt: str | None = None) -> str:

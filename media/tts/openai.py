@@ -13,6 +13,8 @@ import struct
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from media.openai_client import import_openai, make_client
+
 from .base import PcmResampler, TextToSpeech, TextToSpeechError, TextToSpeechSettings
 
 if TYPE_CHECKING:
@@ -23,13 +25,7 @@ READ_BYTES = 4096
 
 
 def _import_openai() -> Any:
-    try:
-        import openai
-    except ImportError:
-        raise TextToSpeechError(
-            "the openai text-to-speech engine needs the OpenAI SDK: pip install openai"
-        ) from None
-    return openai
+    return import_openai(TextToSpeechError, "text-to-speech")
 
 
 class WavStreamParser:
@@ -87,23 +83,13 @@ class OpenAITextToSpeech(TextToSpeech):
             return
         if self._closed:
             raise TextToSpeechError("text-to-speech engine is closed")
-        openai = _import_openai()
-        settings = self._settings
-        api_key = settings.openai_api_key
-        if not api_key:
-            if not settings.openai_base_url:
-                raise TextToSpeechError(
-                    "the openai text-to-speech engine needs CALLASSIST_TTS_API_KEY "
-                    "(or OPENAI_API_KEY), or CALLASSIST_TTS_BASE_URL for a server without keys"
-                )
-            api_key = "unused"  # self-hosted servers often take none; the SDK wants one
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=settings.openai_base_url or None,
-            timeout=settings.timeout_s,
-            # A retried sentence would come after the caller has waited twice: fail instead,
-            # and let the voice agent say its fallback phrase.
-            max_retries=0,
+        self._client = make_client(
+            api_key=self._settings.openai_api_key,
+            base_url=self._settings.openai_base_url,
+            timeout_s=self._settings.timeout_s,
+            error=TextToSpeechError,
+            what="text-to-speech",
+            prefix="CALLASSIST_TTS",
         )
 
     async def synthesize(self, text: str, *, sample_rate: int) -> AsyncIterator[bytes]:
