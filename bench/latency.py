@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG = Path(tempfile.gettempdir()) / "callassist-bench-latency-server.log"
+"""The server's log of the last step, kept for a look when a figure is odd."""
 SPEECH = ROOT / "tests" / "fixtures" / "speech"
 STEPS = "1,8,12,16,20,24,32"
 
@@ -228,7 +230,7 @@ def run_step(calls: int, rounds: int) -> dict:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as data, open(LOG, "wb") as log:
         env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "CALLASSIST_DATA_DIR": data}
         subprocess.run(
             [sys.executable, "-m", "server", "user", "add", "bench", "--role", "agent",
@@ -237,7 +239,7 @@ def run_step(calls: int, rounds: int) -> dict:
         )  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--demo", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:
             _wait_health(url, server)
@@ -260,10 +262,17 @@ def run_step(calls: int, rounds: int) -> dict:
                 raise RuntimeError(f"load generator failed ({client.returncode})")
         finally:
             server.terminate()
-            server.wait(30)
+            started = time.monotonic()
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            stop_s = time.monotonic() - started
     (t0, c0), (t1, c1) = marks["TALK_START"], marks["TALK_END"]
     result["server_cores"] = round((c1 - c0) / (t1 - t0), 2)
     result["load_avg"] = round(os.getloadavg()[0], 2)
+    result["server_stop_s"] = round(stop_s, 1)
     return result
 
 
