@@ -187,6 +187,8 @@ class CallTranscriber:
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await self._idle.wait()
         self._closed = True
+        if self.stats.finals or self.stats.blank or self.stats.skipped:
+            logger.info("call transcription: %s", self.stats)
         self._partials.clear()
         self._endpoints.clear()
         if self._task is not None:

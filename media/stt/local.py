@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ from ..audio import SAMPLE_RATE
 from ..vad import frame_level_dbfs
 from .base import SpeechToText, SpeechToTextError
 from .batching import BatchQueue, BatchStats, Request
+from .worker import DecoderProcess, WorkerDied
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -332,59 +334,99 @@ class WhisperDecoder:
 
 
 class LocalWhisper(SpeechToText):
-    """faster-whisper off the event loop; the segments of every call share batches.
+    """faster-whisper in child processes; the segments of every call share batches.
 
     Requests go through a BatchQueue (media/stt/batching.py): finals before interims,
-    oldest first, up to `batch_max` segments in one encode + generate, on `workers`
-    threads of `threads` CTranslate2 threads each.
+    oldest first, up to `batch_max` segments in one encode + generate, in `workers`
+    processes (media/stt/worker.py: why not threads) of `threads` CTranslate2 threads each.
+    The queue runs each batch on a thread that waits for an idle process. A process that
+    dies fails the batch it had (its segments are reported skipped) and is replaced.
     """
 
     def __init__(self, settings: SpeechSettings) -> None:
         self._settings = settings
-        workers = max(1, settings.workers)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="whisper")
-        self._decoder: WhisperDecoder | None = None
+        self._workers = max(1, settings.workers)
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="whisper")
+        self._idle: queue.SimpleQueue[DecoderProcess | None] = queue.SimpleQueue()
+        self._processes: list[DecoderProcess] = []
         self._queue: BatchQueue[Decoded] = BatchQueue(
             self._decode_batch,
             executor=self._executor,
-            workers=workers,
+            workers=self._workers,
             batch_max=settings.batch_max,
             batch_wait_s=settings.batch_wait_ms / 1000,
             declined=_NOTHING,
         )
         self._start_lock = asyncio.Lock()
+        self._started = False
         self._closed = False
 
     @property
     def stats(self) -> BatchStats:
         return self._queue.stats
 
+    @property
+    def pids(self) -> list[int]:
+        """The decoding processes (for diagnostics and tests)."""
+        return [process.pid for process in self._processes]
+
     async def start(self) -> None:
         async with self._start_lock:
-            if self._decoder is not None:
+            if self._started:
                 return
             if self._closed:
                 raise SpeechToTextError("speech-to-text engine is closed")
-            loop = asyncio.get_running_loop()
-            self._decoder = await loop.run_in_executor(self._executor, self._load)
+            # Loaded in parallel: the server waits for the slowest, not for their sum.
+            started = await asyncio.gather(
+                *(asyncio.to_thread(self._spawn) for _ in range(self._workers)),
+                return_exceptions=True,
+            )
+            errors = [r for r in started if isinstance(r, BaseException)]
+            for process in started:
+                if isinstance(process, DecoderProcess):
+                    if errors:
+                        process.close()
+                    else:
+                        self._processes.append(process)
+                        self._idle.put(process)
+            if errors:
+                raise errors[0]
+            self._started = True
+            logger.info("local speech-to-text in processes %s", self.pids)
 
-    def _load(self) -> WhisperDecoder:
-        decoder = WhisperDecoder.load(self._settings)
-        # The first inference allocates CTranslate2's buffers; pay for it now, not on the
-        # call's first words.
-        decoder.decode_real_length(np.zeros(SAMPLE_RATE, dtype=np.float32))
-        return decoder
+    def _spawn(self) -> DecoderProcess:
+        """A new decoding process with its model loaded (about a second, blocking)."""
+        try:
+            return DecoderProcess(self._settings)
+        except (RuntimeError, WorkerDied) as exc:
+            raise SpeechToTextError(str(exc)) from None
 
     def _decode_batch(self, requests: list[Request]) -> list[Decoded]:
-        """On a worker thread."""
-        decoder = self._decoder
-        if decoder is None:
+        """On a worker thread: hand the batch to an idle decoding process and wait."""
+        if self._closed:
             raise SpeechToTextError("speech-to-text engine is closed")
+        # There are as many processes as threads running batches: one is idle. None stands
+        # for one that died: it is started again here, for the batch that needs it.
+        process = self._idle.get()
         try:
-            return decoder.decode_batch(requests)
+            if process is None:
+                process = self._spawn()
+                self._processes.append(process)
+            return process.decode(requests)
         except RuntimeError as exc:
-            # CTranslate2 failed.
-            raise SpeechToTextError(f"local speech-to-text failed: {exc}") from exc
+            # CTranslate2 failed on this batch; the process is fine.
+            raise SpeechToTextError(str(exc)) from exc
+        except WorkerDied:
+            assert process is not None
+            # Killed or out of memory: this batch is lost.
+            if not self._closed:
+                logger.error("speech-to-text process %d died", process.pid)
+            process.close()
+            self._processes.remove(process)
+            process = None
+            raise SpeechToTextError("the speech-to-text process died") from None
+        finally:
+            self._idle.put(process)
 
     async def transcribe(self, pcm: bytes, *, prompt: str | None = None) -> str:
         result = await self.transcribe_detailed(pcm, prompt=prompt)
@@ -398,9 +440,9 @@ class LocalWhisper(SpeechToText):
         self, pcm: bytes, *, prompt: str | None = None, interim: bool = False
     ) -> Decoded:
         """`transcribe` with the model's scores (for benchmarks and diagnostics)."""
-        if self._decoder is None:
+        if not self._started:
             await self.start()
-        if self._decoder is None or self._closed:
+        if self._closed:
             raise SpeechToTextError("speech-to-text engine is closed")
         try:
             return await self._queue.submit(Request(pcm, prompt, interim))
@@ -426,4 +468,6 @@ class LocalWhisper(SpeechToText):
         await self._queue.aclose(SpeechToTextError("speech-to-text engine is closed"))
         # Waits for a running batch (about a second at most).
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
-        self._decoder = None
+        processes, self._processes = self._processes, []
+        for process in processes:
+            await asyncio.to_thread(process.close)

@@ -4,7 +4,10 @@ pipeline cuts them: word error rate per speaker role, in both decoding modes."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +228,40 @@ async def test_concurrent_calls_share_batches_of_the_engine() -> None:
     assert engine.stats.batch_sizes == {6: 1}
     for fx, text in zip(lines, texts, strict=True):
         assert wer(fx.text, text) <= 0.25, (fx.name, text)
+
+
+async def test_the_model_runs_in_its_own_process_which_is_replaced_if_it_dies() -> None:
+    """Decoding holds no GIL of the server's; a decoding process that dies costs the batch it
+    was decoding (reported as a failure) and the next segment gets a new process."""
+    engine = LocalWhisper(SpeechSettings())
+    await engine.start()
+    pcm = segment_offline(fixture("customer_cancel").pcm())[0].pcm
+    try:
+        first = engine.pids
+        assert len(first) == 1 and first[0] != os.getpid()
+        assert wer(fixture("customer_cancel").text, await engine.transcribe(pcm)) <= 0.25
+        job = asyncio.create_task(engine.transcribe(pcm))
+        while not engine.busy:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)  # inside the batch
+        os.kill(first[0], signal.SIGKILL)
+        with pytest.raises(SpeechToTextError, match="process died"):
+            await job
+        text = await engine.transcribe(pcm)
+        assert engine.pids != first and len(engine.pids) == 1
+        assert wer(fixture("customer_cancel").text, text) <= 0.25, text
+    finally:
+        await engine.aclose()
+    # Its processes are gone with it.
+    for pid in first + engine.pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_a_missing_model_is_named_when_the_engine_starts(tmp_path: Path) -> None:
+    engine = LocalWhisper(SpeechSettings(model_path=str(tmp_path)))
+    with pytest.raises(
+        SpeechToTextError, match=rf"no CTranslate2 Whisper model \(model.bin\) in {tmp_path}"
+    ):
+        await engine.start()
+    await engine.aclose()
