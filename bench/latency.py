@@ -220,13 +220,8 @@ def client_main(url: str, calls: int, rounds: int) -> None:
 # -- the driver -------------------------------------------------------------------------------
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_step(calls: int, rounds: int) -> dict:
-    from bench.relay import _free_port, _wait_health
+    from bench.relay import _children, _cpu_s, _free_port, _thread_cpu_s, _wait_health
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -254,7 +249,13 @@ def run_step(calls: int, rounds: int) -> dict:
             for line in client.stdout:
                 line = line.strip()
                 if line in ("TALK_START", "TALK_END"):
-                    marks[line] = (time.monotonic(), _cpu_s(server.pid))
+                    marks[line] = (
+                        time.monotonic(),
+                        _cpu_s(server.pid),
+                        _thread_cpu_s(server.pid),
+                        sum(_cpu_s(child) for child in _children(server.pid)),
+                        _cpu_s(client.pid),
+                    )
                 elif line.startswith("{"):
                     result = json.loads(line)
             client.wait()
@@ -269,8 +270,14 @@ def run_step(calls: int, rounds: int) -> dict:
                 server.kill()
                 server.wait()
             stop_s = time.monotonic() - started
-    (t0, c0), (t1, c1) = marks["TALK_START"], marks["TALK_END"]
-    result["server_cores"] = round((c1 - c0) / (t1 - t0), 2)
+    start, end = marks["TALK_START"], marks["TALK_END"]
+    seconds = end[0] - start[0]
+    cores = [round((b - a) / seconds, 2) for a, b in zip(start[1:], end[1:], strict=True)]
+    # The server with its speech-to-text processes; of it, the event loop's thread and those
+    # processes; and the load generator, which shares the cores.
+    result["server_cores"], result["loop_cores"], result["stt_cores"], result["loadgen_cores"] = (
+        cores
+    )
     result["load_avg"] = round(os.getloadavg()[0], 2)
     result["server_stop_s"] = round(stop_s, 1)
     return result
@@ -279,16 +286,18 @@ def run_step(calls: int, rounds: int) -> dict:
 def print_table(rows: list[dict]) -> None:
     print(
         "\n| calls | lines | with a final | end of speech → final p50 / p95 | WER | interims "
-        "per line | server cores | stt status events | load avg |"
+        "per line | server cores (loop, stt) | load generator cores | stt status events "
+        "| load avg |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         status = ", ".join(f"{k} {v}" for k, v in r["stt_status"].items()) or "-"
         print(
             f"| {r['calls']} | {r['lines']} | {r['with_final'] * 100:.1f}% | "
             f"{r['final_p50_ms']} / {r['final_p95_ms']} ms | {r['wer_heard_lines'] * 100:.1f}% | "
             f"{r['interims_per_line']} | "
-            f"{r['server_cores']} | {status} | {r['load_avg']} |"
+            f"{r['server_cores']} ({r['loop_cores']}, {r['stt_cores']}) | {r['loadgen_cores']} | "
+            f"{status} | {r['load_avg']} |"
         )
 
 

@@ -26,9 +26,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _own_cpu_s(stat: Path) -> float:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in children.read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (the server's speech-to-text
+    processes count as the server's)."""
+    return _own_cpu_s(Path(f"/proc/{pid}/stat")) + sum(_cpu_s(c) for c in _children(pid))
+
+
+def _thread_cpu_s(pid: int, tid: int | None = None) -> float:
+    """CPU seconds of one thread (by default the main one, which runs the event loop)."""
+    return _own_cpu_s(Path(f"/proc/{pid}/task/{tid or pid}/stat"))
 
 
 def _rss_mb(pid: int) -> float:
@@ -59,15 +83,32 @@ def run_step(calls: int, seconds: float, wav: Path, forward_only: bool = False) 
         server = subprocess.Popen(
             [sys.executable, "-m", "bench.relay_server", str(port), data]
             + (["--forward-only"] if forward_only else []),
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             _wait_health(url, server)
             idle_rss = _rss_mb(server.pid)
             load = subprocess.Popen(
-                [sys.executable, "-m", "bench.loadgen", "--url", url, "--calls", str(calls),
-                 "--seconds", str(seconds), "--wav", str(wav)],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.loadgen",
+                    "--url",
+                    url,
+                    "--calls",
+                    str(calls),
+                    "--seconds",
+                    str(seconds),
+                    "--wav",
+                    str(wav),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             assert load.stdout is not None
             cpu0 = t0 = 0.0
@@ -110,15 +151,20 @@ def main(
         wav = next((ROOT / "tests" / "fixtures" / "speech").glob("*.wav"))
     mode = "forwarding only" if forward_only else "forwarding + decode/resample/VAD per track"
     print(f"relay benchmark ({mode}): {seconds:.0f} s window per step, {wav.name} looped")
-    print(f"{'calls':>5} {'server cores':>12} {'per call':>9} {'lag p99 ms':>10} {'delivered':>9} "
-          f"{'RSS MB':>7} {'MB/call':>8} {'loadgen cores':>13}")
+    print(
+        f"{'calls':>5} {'server cores':>12} {'per call':>9} {'lag p99 ms':>10} {'delivered':>9} "
+        f"{'RSS MB':>7} {'MB/call':>8} {'loadgen cores':>13}"
+    )
     rows = []
     for calls in steps:
         row = run_step(calls, seconds, wav, forward_only)
         rows.append(row)
-        print(f"{row['calls']:>5} {row['server_cores']:>12} {row['cores_per_call']:>9} "
-              f"{row['loop_lag_p99_ms']:>10} {row['delivered']:>9.2%} {row['rss_mb']:>7} "
-              f"{row['rss_per_call_mb']:>8} {row['loadgen_cores']:>13}", flush=True)
+        print(
+            f"{row['calls']:>5} {row['server_cores']:>12} {row['cores_per_call']:>9} "
+            f"{row['loop_lag_p99_ms']:>10} {row['delivered']:>9.2%} {row['rss_mb']:>7} "
+            f"{row['rss_per_call_mb']:>8} {row['loadgen_cores']:>13}",
+            flush=True,
+        )
     return rows
 
 

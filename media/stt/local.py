@@ -7,8 +7,9 @@ segment plus a second of silence, and at least MIN_WINDOW_S (shorter windows mak
 model loop): about 3x faster at the same word error rate on our fixtures. Decoding keeps
 Whisper's timestamps, which tell where the text lies: text placed after the audio's end
 is cut. A result that still looks broken (repetitive, very unsure, running out of tokens,
-or stopping long before the audio does) is redone by `transcribe()`, like Whisper's own
-fallbacks. That costs ~4x a real-length decoding, so interim transcripts (a preview,
+or stopping long before the audio does) is redone, like Whisper's own fallbacks: first
+in a longer real-length window (RETRY_WINDOW_S), which mends most, then if need be by
+`transcribe()`, which costs ~4x a real-length decoding. Interim transcripts (a preview,
 soon replaced) are never redone: a broken one is simply not shown.
 
 Real-length decoding takes no prompt: given the previous sentence, tiny.en on a short
@@ -58,6 +59,13 @@ MIN_WINDOW_S = 6.0
 (bench.bench_batch part 3): 3 and 4 s windows raise the word error rate from 4.1% to 7.0%,
 and the broken results redone padded make them no faster; 5 s is as good as 6 but no
 faster either."""
+RETRY_WINDOW_S = 10.0
+"""A broken real-length result is first decoded again in a window at least this long, before
+the padded 30 s redo. Measured on the segments redone in bench.latency (8 calls): a looping
+agent line (5.2 s, "...business days. I have issued a full refund, you") comes back whole
+in 250-290 ms of CPU (padded: 700-790 ms, and worse words: "I can miss you the full
+refund"); a spoken card group ("4 2 4 2", avg log-probability -1.07) in 170-210 ms (padded:
+510-1060 ms, with temperature fallbacks)."""
 TAIL_PAD_S = 1.0
 """Silence after the segment, so the last word is heard to its end."""
 REAL_LENGTH_MAX_S = 30.0
@@ -125,6 +133,12 @@ class Decoded:
 _NOTHING = Decoded("", 1.0, 0.0, 0.0, padded=False)
 
 
+def _needs_retry(result: Decoded) -> bool:
+    """A final result to decode again: broken, or speech that stopped well before the audio
+    did (words were probably left out)."""
+    return result.broken or (result.stopped_early and result.no_speech_prob <= NO_SPEECH_THRESHOLD)
+
+
 def _generation_limit(max_length: int, prompt_length: int) -> int:
     """Tokens CTranslate2 generates at most: its Whisper caps them at half of max_length."""
     return min(max_length // 2, max_length - prompt_length)
@@ -164,11 +178,13 @@ class WhisperDecoder:
         beam_size: int,
         language: str,
         min_window_s: float = MIN_WINDOW_S,
+        retry_window_s: float = RETRY_WINDOW_S,
     ):
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = model
         self.min_window_s = min_window_s
+        self.retry_window_s = retry_window_s
         self.decoding = decoding
         self._beam_size = max(1, beam_size)
         self._language = language or None
@@ -222,25 +238,41 @@ class WhisperDecoder:
         if not batch:
             return results
         decoded = self.decode_real_length_batch([samples for _, samples in batch])
+        retry: list[tuple[int, np.ndarray]] = []
         for (index, samples), result in zip(batch, decoded, strict=True):
             request = requests[index]
             if request.interim:
                 # A snapshot is cut mid-utterance: stopping early is expected there.
                 results[index] = _NOTHING if result.broken else result
-            elif result.broken or (
-                result.stopped_early and result.no_speech_prob <= NO_SPEECH_THRESHOLD
-            ):
+                continue
+            if _needs_retry(result):
                 # Like Whisper's temperature fallback, a broken result is retried; silence
                 # is not.
-                results[index] = self.decode_padded(samples, request.prompt)
-            else:
-                results[index] = result
+                retry.append((index, samples))
+            results[index] = result
+        if retry and self.retry_window_s > self.min_window_s:
+            # First in a longer window, all retries of the batch at once: most come back
+            # whole, at a third of the padded redo's cost (RETRY_WINDOW_S).
+            again = self.decode_real_length_batch(
+                [samples for _, samples in retry], min_window_s=self.retry_window_s
+            )
+            still = []
+            for (index, samples), result in zip(retry, again, strict=True):
+                if _needs_retry(result):
+                    still.append((index, samples))
+                else:
+                    results[index] = result
+            retry = still
+        for index, samples in retry:
+            results[index] = self.decode_padded(samples, requests[index].prompt)
         return results
 
     def decode_real_length(self, samples: np.ndarray) -> Decoded:
         return self.decode_real_length_batch([samples])[0]
 
-    def decode_real_length_batch(self, batch: Sequence[np.ndarray]) -> list[Decoded]:
+    def decode_real_length_batch(
+        self, batch: Sequence[np.ndarray], *, min_window_s: float | None = None
+    ) -> list[Decoded]:
         """Encode only the audio (padded to MIN_WINDOW_S, and in a batch to its longest
         segment), decode with timestamps.
 
@@ -251,7 +283,8 @@ class WhisperDecoder:
         """
         model, tokenizer = self.model, self._tokenizer
         longest = max(samples.size for samples in batch)
-        length = max(int(self.min_window_s * SAMPLE_RATE), longest + int(TAIL_PAD_S * SAMPLE_RATE))
+        window_s = self.min_window_s if min_window_s is None else min_window_s
+        length = max(int(window_s * SAMPLE_RATE), longest + int(TAIL_PAD_S * SAMPLE_RATE))
         # The extractor pads one hop and so yields one frame past the audio; drop it.
         features = np.stack(
             [model.feature_extractor(np.pad(s, (0, length - s.size)))[:, :-1] for s in batch]
