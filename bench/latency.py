@@ -226,7 +226,14 @@ def run_step(calls: int, rounds: int) -> dict:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data, open(LOG, "wb") as log:
-        env = {**os.environ, "CALLASSIST_ICE_HOSTS": "127.0.0.1", "CALLASSIST_DATA_DIR": data}
+        env = {
+            **os.environ,
+            "CALLASSIST_ICE_HOSTS": "127.0.0.1",
+            "CALLASSIST_DATA_DIR": data,
+            # Every caller comes from one address here; the per-address cap is for the open
+            # internet (32 calls are 32 sessions and 32 calls within seconds).
+            "CALLASSIST_CUSTOMER_LIMIT_ADDRESS": "10000/minute",
+        }
         subprocess.run(
             [sys.executable, "-m", "server", "user", "add", "bench", "--role", "agent",
              "--password-stdin"],
