@@ -18,8 +18,10 @@ class SpeechSettings:
     model_path: str = ""
     """CTranslate2 Whisper model directory; empty means the bundled tiny.en model."""
     compute_type: str = "int8"
-    threads: int = 2
-    """CTranslate2 threads per decoding (`cpu_threads`)."""
+    threads: int = 1
+    """CTranslate2 threads per decoding (`cpu_threads`). One: on the 2-core machine of
+    docs/benchmarks.md a second thread made one call's transcripts no faster (p50 372 vs
+    357 ms) and cost throughput under load (24 calls: p95 13.2 s vs 3.6 s)."""
     workers: int = 1
     """Batches decoded in parallel (`num_workers`), each on `threads` threads."""
     batch_max: int = 8

@@ -211,7 +211,7 @@ def load_settings(
         engine=_choice(env, "CALLASSIST_STT_ENGINE", "local", ("local", "openai", "off")),
         model_path=env.get("CALLASSIST_STT_MODEL_PATH", ""),
         compute_type=env.get("CALLASSIST_STT_COMPUTE_TYPE", "int8"),
-        threads=_int(env, "CALLASSIST_STT_THREADS", 2),
+        threads=_int(env, "CALLASSIST_STT_THREADS", 1),
         workers=_int(env, "CALLASSIST_STT_WORKERS", 1),
         batch_max=_int(env, "CALLASSIST_STT_BATCH_MAX", 8),
         batch_wait_ms=_int(env, "CALLASSIST_STT_BATCH_WAIT_MS", 10),

@@ -10,9 +10,10 @@ often end close together, so they are gathered here:
 - an idle queue waits `batch_wait_s` for company before it starts a lone segment (segments
   ending close together then share a run); a busy one starts the next batch as soon as a
   worker is free, with everything that came meanwhile;
-- interims are a preview: they run only when no final waits. One still queued when a batch
-  of finals starts is answered at once with `declined`, so that it neither delays the
-  finals nor holds up the next final of its own call.
+- interims are a preview: they run only when no final waits and the engine has had
+  headroom lately (busy less than INTERIM_MAX_UTILIZATION of the last UTILIZATION_WINDOW_S).
+  One still queued when a batch of finals starts is answered at once with `declined`, so
+  that it neither delays the finals nor holds up the next final of its own call.
 
 Each call's transcriber has at most one request in flight, so a batch never holds two
 segments of one call and every call with a final waiting gets into one of the next
@@ -22,6 +23,7 @@ segments of one call and every call with a final waiting gets into one of the ne
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -29,6 +31,15 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 R = TypeVar("R")
+
+UTILIZATION_WINDOW_S = 5.0
+"""How far back `utilization` looks: a few utterances, so it follows the calls' talk."""
+INTERIM_MAX_UTILIZATION = 0.5
+"""Above this the engine has no headroom for interims: an interim batch running when a final
+arrives delays it by up to a batch, and its CPU is taken from the event loop and the other
+processes of a node. Measured with bench.latency at 12 calls (docs/benchmarks.md): 1.06
+interims per line and 0.79 of a core for speech-to-text without this limit; 0.60 per line,
+0.65 of a core with it, and finals no later (p50 531 → 494 ms, p95 1084 → 995 ms)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,8 @@ class BatchStats:
     """Interim requests answered empty because finals needed the engine."""
     batch_sizes: Counter[int] = field(default_factory=Counter)
     """How many batches of each size ran."""
+    busy_s: float = 0.0
+    """Time spent decoding, summed over workers."""
 
 
 @dataclass(eq=False, slots=True)
@@ -82,6 +95,9 @@ class BatchQueue(Generic[R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._spans: deque[tuple[float, float]] = deque()
+        """(start, end) of the batches that ended within the utilization window."""
+        self._running_since: dict[int, float] = {}
         self.stats = BatchStats()
 
     async def submit(self, request: Request) -> R:
@@ -95,8 +111,23 @@ class BatchQueue(Generic[R]):
 
     @property
     def busy(self) -> bool:
-        """Finals wait, or every worker is decoding: no headroom for interims."""
-        return bool(self._finals) or self._running >= self._workers
+        """Finals wait, every worker is decoding, or the engine was busy most of the last
+        few seconds: no headroom for interims."""
+        return (
+            bool(self._finals)
+            or self._running >= self._workers
+            or self.utilization() > INTERIM_MAX_UTILIZATION
+        )
+
+    def utilization(self, now: float | None = None) -> float:
+        """Fraction of the workers' time spent decoding over the last UTILIZATION_WINDOW_S."""
+        now = time.monotonic() if now is None else now
+        since = now - UTILIZATION_WINDOW_S
+        while self._spans and self._spans[0][1] <= since:
+            self._spans.popleft()
+        busy = sum(end - max(start, since) for start, end in self._spans)
+        busy += sum(now - max(start, since) for start in self._running_since.values())
+        return busy / (UTILIZATION_WINDOW_S * self._workers)
 
     @property
     def queued(self) -> int:
@@ -160,6 +191,8 @@ class BatchQueue(Generic[R]):
 
     async def _run(self, batch: list[_Job[R]]) -> None:
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        self._running_since[id(batch)] = started
         try:
             results = await loop.run_in_executor(
                 self._executor, self._decode_batch, [job.request for job in batch]
@@ -173,6 +206,10 @@ class BatchQueue(Generic[R]):
                 if not job.future.done():
                     job.future.set_result(result)
         finally:
+            ended = time.monotonic()
+            del self._running_since[id(batch)]
+            self._spans.append((started, ended))
+            self.stats.busy_s += ended - started
             self._running -= 1
             self._dispatch()
 

@@ -494,9 +494,10 @@ class LocalWhisper(SpeechToText):
         stats = self._queue.stats
         if stats.batches:
             logger.info(
-                "local speech-to-text: %d segments in %d batches (sizes %s), %d interims declined",
+                "local speech-to-text: %d segments in %d batches (sizes %s), %d interims "
+                "declined, %.1f s decoding",
                 stats.segments, stats.batches, dict(sorted(stats.batch_sizes.items())),
-                stats.interims_declined,
+                stats.interims_declined, stats.busy_s,
             )  # fmt: skip
         await self._queue.aclose(SpeechToTextError("speech-to-text engine is closed"))
         # Waits for a running batch (about a second at most).
