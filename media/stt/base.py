@@ -41,3 +41,9 @@ class SpeechToText(ABC):
         """Work is in flight. Interim transcripts are only requested from an idle engine,
         so that they never delay a final one."""
         return False
+
+    @property
+    def saturated(self) -> bool:
+        """Finals wait for the engine: it is behind. Speculative work (an endpoint snapshot
+        that may turn out mid-sentence) is then not asked for."""
+        return False

@@ -119,6 +119,11 @@ class BatchQueue(Generic[R]):
             or self.utilization() > INTERIM_MAX_UTILIZATION
         )
 
+    @property
+    def saturated(self) -> bool:
+        """Finals wait for a free worker."""
+        return bool(self._finals)
+
     def utilization(self, now: float | None = None) -> float:
         """Fraction of the workers' time spent decoding over the last UTILIZATION_WINDOW_S."""
         now = time.monotonic() if now is None else now

@@ -487,6 +487,10 @@ class LocalWhisper(SpeechToText):
     def busy(self) -> bool:
         return self._queue.busy
 
+    @property
+    def saturated(self) -> bool:
+        return self._queue.saturated
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -42,6 +42,8 @@ class ScriptedEngine(SpeechToText):
         self.max_active = 0
         self.release = asyncio.Event()
         self.release.set()
+        self.behind = False
+        """What `saturated` says: other calls' finals wait for this engine."""
 
     async def transcribe(self, pcm: bytes, *, prompt: str | None = None) -> str:
         text = " ".join(part.decode() for part in pcm.split(b"\0") if part)
@@ -59,6 +61,10 @@ class ScriptedEngine(SpeechToText):
         if text.startswith("blank"):
             return " [BLANK_AUDIO] "
         return text
+
+    @property
+    def saturated(self) -> bool:
+        return self.behind
 
     @property
     def busy(self) -> bool:

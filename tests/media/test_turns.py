@@ -237,3 +237,25 @@ async def test_two_sentences_of_one_utterance_become_two_finals_and_nothing_more
         ("My order is late.", "customer-1020", 1020, 2220),
     ]
     assert engine.heard == ["I need a refund please.", "My order is late."]
+
+
+async def test_an_engine_that_is_behind_gets_no_endpoint_snapshots_the_final_ends_the_turn() -> (
+    None
+):
+    """Other calls' finals waiting for the engine: an endpoint snapshot is speculative work
+    (at a comma it is not the turn's end), so it is skipped and the final decides."""
+    engine = ScriptedEngine()
+    engine.behind = True
+    call = Call(engine)
+    said = utterance([("I want a refund.", 900), ("", 120)])
+    call.transcriber.submit(event(said, final=False, endpoint=True, speech_end_ms=900))
+    await asyncio.sleep(0.05)
+    assert call.transcripts == [] and engine.heard == []
+    call.transcriber.submit(event(said + bytes(80 * BYTES_PER_MS), final=True, speech_end_ms=900))
+    await call.transcriber.close(drain=True)
+    assert [(t.text, t.final, t.end_ms) for t in call.transcripts] == [
+        ("I want a refund.", True, 1100)
+    ]
+    assert engine.heard == ["I want a refund."]
+    stats = call.transcriber.stats
+    assert (stats.finals, stats.endpoints, stats.endpoints_skipped) == (1, 0, 1)
