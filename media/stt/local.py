@@ -64,8 +64,9 @@ RETRY_WINDOW_S = 10.0
 the padded 30 s redo. Measured on the segments redone in bench.latency (8 calls): a looping
 agent line (5.2 s, "...business days. I have issued a full refund, you") comes back whole
 in 250-290 ms of CPU (padded: 700-790 ms, and worse words: "I can miss you the full
-refund"); a spoken card group ("4 2 4 2", avg log-probability -1.07) in 170-210 ms (padded:
-510-1060 ms, with temperature fallbacks)."""
+refund"). A spoken card group ("4 2 4 2", avg log-probability -1.07) is not mended there
+(-1.24, and a no-speech probability over the threshold) and still goes padded (510-1060
+ms, "4242.")."""
 TAIL_PAD_S = 1.0
 """Silence after the segment, so the last word is heard to its end."""
 REAL_LENGTH_MAX_S = 30.0
@@ -258,10 +259,12 @@ class WhisperDecoder:
             )
             still = []
             for (index, samples), result in zip(retry, again, strict=True):
-                if _needs_retry(result):
-                    still.append((index, samples))
-                else:
+                # Kept only as good speech: more silence in the window also raises the
+                # no-speech probability, which must not turn words into "nothing heard".
+                if result.is_speech and not _needs_retry(result):
                     results[index] = result
+                else:
+                    still.append((index, samples))
             retry = still
         for index, samples in retry:
             results[index] = self.decode_padded(samples, requests[index].prompt)

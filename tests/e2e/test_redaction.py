@@ -65,7 +65,7 @@ async def test_a_card_number_read_aloud_is_redacted_everywhere(tmp_path: Path, c
 
     transcripts = [e for e in agent.events + customer.events if e["type"] == "transcript"]
     finals = [e for e in messages if e["type"] == "transcript" and e["speaker"] == "customer"]
-    assert len(finals) >= 2, finals  # the number came in pieces
+    assert len(finals) >= 2, [(e["text"], e["start_ms"], e["end_ms"]) for e in finals]  # the number came in pieces
     heard = " ".join(e["text"] for e in finals)
     assert "card number" in heard.lower() and "[card" in heard, heard
     # Live (interims included), persisted, suggestions and summary: no digit of it.

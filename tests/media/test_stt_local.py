@@ -276,23 +276,31 @@ async def test_a_missing_model_is_named_when_the_engine_starts(tmp_path: Path) -
     await engine.aclose()
 
 
-@pytest.mark.parametrize(
-    ("name", "said"),
-    [
-        ("agent_refund_issued_5220ms", fixture("agent_refund_issued").text),
-        ("card_group_1260ms", "four two four two"),
-    ],
-)
-def test_a_broken_decoding_is_mended_in_a_longer_window_before_the_padded_redo(
-    decoders: dict[str, WhisperDecoder], name: str, said: str
+def test_a_broken_decoding_is_mended_in_a_longer_window_else_by_the_padded_redo(
+    decoders: dict[str, WhisperDecoder],
 ) -> None:
-    """Segments the live pipeline cut, which the 6 s window decodes badly (a repetition loop;
-    digits under Whisper's log-probability floor): a 10 s window mends them, at a third of
-    the padded redo's cost and with better words than it."""
+    """Segments the live pipeline cut, which the 6 s window decodes badly. A repetition loop
+    comes back whole from a 10 s window, with better words than the padded redo and at a
+    third of its cost; digits under Whisper's log-probability floor are not mended there
+    (and look like silence in it) and go padded, as before."""
     decoder = decoders["real_length"]
-    pcm = read_pcm(SEGMENTS / f"{name}.wav")
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+
+    def load(name: str) -> tuple[bytes, np.ndarray]:
+        pcm = read_pcm(SEGMENTS / f"{name}.wav")
+        return pcm, np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+
+    pcm, samples = load("agent_refund_issued_5220ms")
+    assert decoder.decode_real_length(samples).exhausted
+    result = decoder.decode(pcm)
+    assert not result.padded and result.is_speech and not result.broken, result
+    # "three to five" is heard "free to find" either way; the padded redo is worse still.
+    assert wer(fixture("agent_refund_issued").text, result.text) <= 0.2, result.text
+    assert wer(fixture("agent_refund_issued").text, decoder.decode_padded(samples).text) > wer(
+        fixture("agent_refund_issued").text, result.text
+    )
+
+    pcm, samples = load("card_group_1260ms")
     assert decoder.decode_real_length(samples).broken
     result = decoder.decode(pcm)
-    assert not result.padded and not result.broken, result
-    assert wer(said, result.text.replace("4242", "4 2 4 2")) <= 0.2, result.text
+    assert result.padded and result.is_speech, result
+    assert wer("four two four two", result.text) == 0.0, result.text
