@@ -32,7 +32,7 @@ from sqlmodel import col, select
 
 from media.decode import PcmPassthrough
 from media.participant import Participant
-from server import events
+from server import calllist, events
 from server.errors import conflict
 from server.fanout import EventBus
 from server.identity import is_verified
@@ -98,7 +98,23 @@ class CallSession:
             if events.is_persisted(event):
                 event = await self._persist(event)
             self._fan_out(event)
+            if event["type"] == events.CALL_STATE and "seq" in event:
+                await self._list_changed(event)
         return event
+
+    async def _list_changed(self, call_state: dict[str, Any]) -> None:
+        """The calls lists of every node follow the call's state (server/calllist.py); in
+        `seq` order, as the publish lock keeps them."""
+        try:
+            entry = await calllist.entry(
+                self.store, self.call, voice_agent=bool(call_state.get("voice_agent"))
+            )
+        except Exception:
+            # The state is persisted: lists catch up when their streams reconnect.
+            log.exception("call %s: the calls lists were not told of %s", self.call_id, call_state)
+            return
+        entry["state"] = call_state["state"]
+        self.bus.publish_list(events.call_update(call_state, entry))
 
     async def _persist(self, event: dict[str, Any]) -> dict[str, Any]:
         async with self.store.write() as session:

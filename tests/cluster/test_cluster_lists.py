@@ -1,0 +1,152 @@
+"""The calls list live on every node (`GET /api/calls/events`), and the limits that must
+count across nodes: SSE streams per call, the waiting queue reached through the phone
+webhook, a Twilio stream token's single use. Real node processes over a real PostgreSQL and
+a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from server.qa import customer_session
+from tests.cluster.conftest import Cluster, eventually
+from tests.sse import SseReader
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+LIST_DELAY_MAX_S = 2.0
+"""A change made on one node reaches another node's list stream within this (measured:
+one Redis hop, a few ms on an idle machine)."""
+
+
+def changes(sse: SseReader) -> list[tuple[str, str, str, int]]:
+    return [
+        (e["change"], e["call_id"], e["call"]["state"], e["seq"])
+        for e in sse.events
+        if e["type"] == "call_update"
+    ]
+
+
+async def test_the_calls_list_updates_live_on_every_node(cluster: Cluster) -> None:
+    """A call created through node A appears on node B's list stream at once, and its
+    accept (through B, served by A) and end follow, in order, on both nodes' streams; a call
+    node B holds reaches node A's stream the same way. A Redis restart ends the streams
+    (their clients list again) instead of letting them miss a change."""
+    a, b = await cluster.start(2)
+    agent = await cluster.add_user("alice")
+    admin = await cluster.add_user("root", "admin")
+    on_a = SseReader(cluster.http, f"{a.url}/api/calls/events", admin)
+    on_b = SseReader(cluster.http, f"{b.url}/api/calls/events", agent)
+    again: SseReader | None = None
+    try:
+        await asyncio.gather(on_a.wait_open(), on_b.wait_open())
+        for sse in (on_a, on_b):
+            assert (await sse.wait_for(lambda e: e["type"] == "call_list"))["calls"] == []
+
+        ann = await customer_session(cluster.http, a.url, "Ann", phone="+15550001111")
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        status, body = await cluster.api(a).call("POST", "/api/calls", ann["token"], json={})
+        assert status == 201, body
+        first = body["call_id"]
+        await on_b.wait_for(lambda e: e.get("call_id") == first, timeout=LIST_DELAY_MAX_S + 5)
+        delay = loop.time() - sent
+        assert delay < LIST_DELAY_MAX_S, delay
+        created = on_b.events[-1]
+        assert created["call"]["customer"]["claimed"] == {"name": "Ann", "phone": "+15550001111"}
+        assert created["call"]["voice_agent"] is False
+
+        status, _ = await cluster.api(b).call("POST", f"/api/calls/{first}/accept", agent)
+        assert status == 200
+        status, _ = await cluster.api(b).call("POST", f"/api/calls/{first}/end", agent)
+        assert status == 200
+
+        dan = await customer_session(cluster.http, b.url, "Dan", email="dan@example.com")
+        status, body = await cluster.api(b).call("POST", "/api/calls", dan["token"], json={})
+        assert status == 201, body
+        second = body["call_id"]
+        expected = [
+            ("created", first, "waiting", 1),
+            ("accepted", first, "active", 2),
+            ("ended", first, "ended", 3),
+            ("created", second, "waiting", 1),
+        ]
+        for sse in (on_a, on_b):
+            await sse.wait_for(lambda e: e.get("call_id") == second)
+            assert changes(sse) == expected
+        _, health_a = await cluster.api(a).call("GET", "/health")
+        _, health_b = await cluster.api(b).call("GET", "/health")
+        assert (health_a["live_calls"], health_b["live_calls"]) == (0, 1)  # B holds the second
+
+        cluster.redis.restart()
+        await asyncio.wait_for(asyncio.gather(on_a.ended.wait(), on_b.ended.wait()), 10)
+
+        async def both_nodes_back() -> bool:
+            _, health = await cluster.api(a).call("GET", "/health")
+            return len(health["nodes"]) == 2
+
+        await eventually(both_nodes_back, 10, "presence after restart")
+        again = SseReader(cluster.http, f"{a.url}/api/calls/events", agent)
+        await again.wait_open()
+        listing = await again.wait_for(lambda e: e["type"] == "call_list")
+        assert [c["call_id"] for c in listing["calls"]] == [second]
+        status, _ = await cluster.api(a).call("POST", f"/api/calls/{second}/end", dan["token"])
+        assert status == 200
+        await again.wait_for(lambda e: e.get("change") == "ended")
+        assert changes(again) == [("ended", second, "ended", 2)]
+    finally:
+        for sse in (on_a, on_b, again):
+            if sse is not None:
+                await sse.close()
+
+
+async def test_event_streams_per_call_count_across_nodes(cluster: Cluster) -> None:
+    """CALLASSIST_MAX_STREAMS_PER_CALL holds for the cluster: streams on two nodes count
+    together; a closed stream frees its place for any node; a dead node's streams stop
+    counting once its presence lapses."""
+    a, b, c = await cluster.start(3, CALLASSIST_MAX_STREAMS_PER_CALL="3")
+    admin = await cluster.add_user("root", "admin")
+    ann = await customer_session(cluster.http, a.url, "Ann")
+    _, body = await cluster.api(a).call("POST", "/api/calls", ann["token"], json={})
+    call_id = body["call_id"]
+
+    def stream(node: Any) -> SseReader:
+        return SseReader(cluster.http, f"{node.url}/api/calls/{call_id}/events", admin)
+
+    streams: list[SseReader] = []
+    try:
+        for node in (a, b, c):
+            streams.append(stream(node))
+            await streams[-1].wait_open()
+        for node in (a, b, c):
+            refused = stream(node)
+            await refused.ended.wait()
+            assert (refused.status, refused.error["error"]["code"]) == (429, "too_many_streams")
+
+        await streams.pop(0).close()  # A's stream ends: its place is free, for B
+        await eventually(lambda: _opens(stream(b), streams), 10, "a free place after a close")
+        assert len(streams) == 3
+        refused = stream(a)
+        await refused.ended.wait()
+        assert refused.status == 429
+
+        # C dies with its stream: once its presence lapses, its stream no longer counts.
+        c.kill()
+        await eventually(lambda: _opens(stream(a), streams), 15, "C's place after its death")
+        refused = stream(b)
+        await refused.ended.wait()
+        assert refused.status == 429
+    finally:
+        for sse in streams:
+            await sse.close()
+
+
+async def _opens(sse: SseReader, opened: list[SseReader]) -> bool:
+    await sse.answered.wait()
+    if sse.status == 200:
+        opened.append(sse)
+        return True
+    await sse.close()
+    return False
