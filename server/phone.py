@@ -30,6 +30,7 @@ from server.errors import ApiError, forbidden
 from server.forward import forwarded_by, relay_websocket
 from server.models import Call, CallCaller
 from server.session import CallSession
+from server.store import QUEUE_LOCK
 from signaling.twilio import MediaStream, StreamStats, media_format_ok, wait_for_start
 
 from server.keys import CLUSTER, HUB, PHONE, SETTINGS, STORE  # isort: skip
@@ -118,23 +119,29 @@ async def voice_webhook(request: web.Request) -> web.Response:
     name = str(form.get("CallerName") or "").strip()[:200] or caller
     store = request.app[STORE]
     max_waiting = request.app[SETTINGS].max_waiting
-    async with store.session() as session:
+    async with store.write() as session:
+        # Counted and added under the lock the browser path takes (server/api.py): the cap
+        # holds however many calls race for the last place, on any node, from either path.
+        await store.serialize(session, QUEUE_LOCK)
         waiting = (
             await session.exec(select(func.count()).select_from(Call).where(Call.state == "waiting"))
         ).one()
-    if waiting >= max_waiting:
+        if waiting >= max_waiting:
+            call = None
+        else:
+            # One phone call is one caller session. Caller ID is a claim, not a proof: it
+            # links the session to the customer record with that number, shown to the agent
+            # unverified.
+            caller_session = await identity.add_session(session, name, caller, None)
+            call = Call(customer_id=caller_session.customer_id, channel="phone", reason="phone call")
+            session.add(call)
+            await session.flush()
+            session.add(CallCaller(call_id=call.id, session_id=caller_session.id))
+    if call is None:
         # Every line is busy: the caller hears a busy signal and nothing is created.
         response = VoiceResponse()
         response.reject(reason="busy")
         return web.Response(text=str(response), content_type="text/xml")
-    # One phone call is one caller session. Caller ID is a claim, not a proof: it links the
-    # session to the customer record with that number, shown to the agent unverified.
-    session_row = await identity.open_session(store, name, caller, None)
-    async with store.write() as session:
-        call = Call(customer_id=session_row.customer_id, channel="phone", reason="phone call")
-        session.add(call)
-        await session.flush()
-        session.add(CallCaller(call_id=call.id, session_id=session_row.id))
     live = await request.app[HUB].session(call.id)
     await live.on_created()
     log.info("phone call %s from Twilio call %s", call.id, call_sid)

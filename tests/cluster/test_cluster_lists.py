@@ -150,3 +150,43 @@ async def _opens(sse: SseReader, opened: list[SseReader]) -> bool:
         return True
     await sse.close()
     return False
+
+
+AUTH_TOKEN, PUBLIC_URL = "twilio-test-auth-token-0123456789", "http://callassist.test"
+TWILIO = {"CALLASSIST_TWILIO_AUTH_TOKEN": AUTH_TOKEN, "CALLASSIST_PUBLIC_URL": PUBLIC_URL}
+
+
+async def test_the_queue_cap_holds_for_phone_and_browser_calls_racing(cluster: Cluster) -> None:
+    """Phone webhooks and browser calls race for the last places of the queue through two
+    nodes: both paths count and add under one lock, so exactly CALLASSIST_MAX_WAITING calls
+    are created; the other phone callers hear busy, the other browsers get queue_full."""
+    from server.qa_phone import TwilioCaller
+
+    a, b = await cluster.start(2, CALLASSIST_MAX_WAITING="3", **TWILIO)
+    agent = await cluster.add_user("alice")
+    phones = [
+        TwilioCaller((a, b)[i % 2].url, AUTH_TOKEN, public_url=PUBLIC_URL, caller=f"+1555010010{i}", http=cluster.http)
+        for i in range(4)
+    ]
+    browsers = [await customer_session(cluster.http, (b, a)[i % 2].url, f"Web {i}") for i in range(4)]
+    results = await asyncio.gather(
+        *(p.post_webhook() for p in phones),
+        *(
+            cluster.api((b, a)[i % 2]).call("POST", "/api/calls", c["token"], json={})
+            for i, c in enumerate(browsers)
+        ),
+    )
+    phone_results, web_results = results[:4], results[4:]
+    assert all(status == 200 for status, _ in phone_results), phone_results
+    connected = [twiml for _, twiml in phone_results if "<Connect>" in twiml]
+    busy = [twiml for _, twiml in phone_results if '<Reject reason="busy"' in twiml]
+    assert len(connected) + len(busy) == 4, phone_results
+    created = [body for status, body in web_results if status == 201]
+    refused = [body["error"]["code"] for status, body in web_results if status != 201]
+    assert len(connected) + len(created) == 3, results
+    assert refused == ["queue_full"] * (4 - len(created)), web_results
+    _, listed = await cluster.api(a).call("GET", "/api/calls?state=waiting", agent)
+    assert len(listed["calls"]) == 3
+    assert sorted(c["customer"]["channel"] for c in listed["calls"]) == sorted(
+        ["phone"] * len(connected) + ["web"] * len(created)
+    )
