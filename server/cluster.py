@@ -12,6 +12,8 @@ Keys and channels (all under `callassist:`):
   within one TTL of its death.
 - `holder:{call_id}` → the node that last took the lease, until it lets the call go (a day
   at most): a node that finds another's name there took the call over from a dead node.
+- `once:stream-token:{jti}` → the node that used a Twilio stream token, until the token
+  expires: a token works once in the cluster (server/phone.py).
 - `streams:{call_id}` → a hash of node id → the number of SSE streams of the call that node
   serves. A node writes its own count (an absolute number, so a Redis that came back empty
   learns it again at the next change); a count whose node's presence key is gone does not
@@ -335,6 +337,11 @@ class Cluster:
                 await self.on_lost(call_id, why)
             except Exception:
                 log.exception("dropping call %s failed", call_id)
+
+    async def claim_once(self, name: str, ttl_s: float) -> bool:
+        """True the first time any node claims `name` within `ttl_s` (a single-use token)."""
+        key = f"{PREFIX}once:{name}"
+        return bool(await self._call(self.redis.set(key, self.node.id, nx=True, px=max(1, int(ttl_s * 1000)))))
 
     # -- SSE streams per call ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from server import identity
-from server.cluster import Elsewhere
+from server.cluster import Cluster, ClusterUnavailable, Elsewhere
 from server.errors import ApiError, forbidden
 from server.forward import forwarded_by, relay_websocket
 from server.models import Call, CallCaller
@@ -47,12 +47,18 @@ _AUDIENCE = "twilio-stream"
 
 
 class Phone:
-    """The process's phone state: stream tokens (single use) and counters."""
+    """The process's phone state: stream tokens (single use) and counters.
 
-    def __init__(self, secret: str, auth_token: str) -> None:
+    A token's use is remembered until it expires: in this process alone, or, on a node of a
+    cluster, in Redis (`SET NX` with the token's remaining life), so that a token used on
+    one node cannot be replayed on another (after a takeover, say) within its 120 s.
+    """
+
+    def __init__(self, secret: str, auth_token: str, cluster: Cluster | None = None) -> None:
         self._secret = secret
         self.validator = RequestValidator(auth_token)
         self.stats = StreamStats()
+        self._cluster = cluster
         self._used: dict[str, float] = {}
 
     def stream_token(self, call_id: str) -> str:
@@ -79,17 +85,24 @@ class Phone:
         """Whether `token` is a fresh stream token for `call_id` (not using it up)."""
         return self._claims(token, call_id) is not None
 
-    def redeem(self, token: Any, call_id: Any) -> bool:
+    async def redeem(self, token: Any, call_id: Any) -> bool:
         """Whether `token` is a fresh, unused stream token for `call_id` (then it is used)."""
         claims = self._claims(token, call_id)
         if claims is None:
             return False
         now = time.time()
-        self._used = {k: exp for k, exp in self._used.items() if exp > now}
         jti = str(claims.get("jti"))
+        expires = float(claims["exp"])
+        if self._cluster is not None:
+            try:
+                return await self._cluster.claim_once(f"stream-token:{jti}", expires - now)
+            except ClusterUnavailable:
+                log.warning("stream token of call %s refused: Redis is unreachable", call_id)
+                return False  # its use could not be recorded for the other nodes
+        self._used = {k: exp for k, exp in self._used.items() if exp > now}
         if jti in self._used:
             return False
-        self._used[jti] = float(claims["exp"])
+        self._used[jti] = expires
         return True
 
 
@@ -175,7 +188,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         return ws
     if live is None:  # relayed to the node that holds the call, which used the token
         return ws
-    if not phone.redeem(params.get("token"), call_id):
+    if not await phone.redeem(params.get("token"), call_id):
         return await _reject(ws, phone, call_id)
     if live.call.channel != "phone":
         await ws.close(code=1008, message=b"not a phone call")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from server.qa import customer_session
-from tests.cluster.conftest import Cluster, eventually
+from tests.cluster.conftest import NODE_TTL_S, Cluster, eventually
 from tests.sse import SseReader
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -190,3 +190,46 @@ async def test_the_queue_cap_holds_for_phone_and_browser_calls_racing(cluster: C
     assert sorted(c["customer"]["channel"] for c in listed["calls"]) == sorted(
         ["phone"] * len(connected) + ["web"] * len(created)
     )
+
+
+async def test_a_stream_token_works_once_in_the_cluster(cluster: Cluster) -> None:
+    """A Twilio stream token used on node A cannot be replayed on node B within its life:
+    A dies with the caller's stream, and a replay of the same `start` reaches B, which takes
+    the call over (as it must for a stream that races a node's death) but refuses the used
+    token: the socket closes (1008) and no caller joins."""
+    from server.qa_phone import TwilioCaller
+
+    a, b = await cluster.start(2, **TWILIO)
+    admin = await cluster.add_user("root", "admin")
+    caller = TwilioCaller(a.url, AUTH_TOKEN, public_url=PUBLIC_URL, http=cluster.http)
+    replay = TwilioCaller(b.url, AUTH_TOKEN, public_url=PUBLIC_URL, http=cluster.http)
+
+    async def phone_stats(node: Any) -> dict[str, Any]:
+        status, body = await cluster.api(node).call("GET", "/api/stats", admin)
+        assert status == 200, body
+        return dict(body["phone"])
+
+    try:
+        status, twiml = await caller.post_webhook()
+        assert status == 200, twiml
+        caller.read_twiml(twiml)
+        await caller.open_stream()  # to A, which holds the call: the token is used there
+        await eventually(lambda: _streams(phone_stats(a), 1), 10, "the stream joined on A")
+
+        a.kill()
+        await caller.wait_closed(10)
+        replay.stream_url, replay.parameters = caller.stream_url, dict(caller.parameters)
+        await replay.open_stream()
+        await replay.wait_closed(NODE_TTL_S + 15)
+        assert replay.ws is not None and replay.ws.close_code == 1008
+        stats = await phone_stats(b)
+        assert (stats["streams"], stats["rejected"]) == (0, 1), stats
+        _, health = await cluster.api(b).call("GET", "/health")
+        assert health["live_calls"] == 1  # B took the call over; no caller is in it
+    finally:
+        await replay.close()
+        await caller.close()
+
+
+async def _streams(stats: Any, expected: int) -> bool:
+    return bool((await stats)["streams"] == expected)
