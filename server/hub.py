@@ -77,6 +77,7 @@ class CallHub:
             live.on_closed = self._forget
             self._sessions[call_id] = live
             live.caller_verified = await is_verified(self.store, call_id)
+            await live.restore()
             live.resume()
             if dead_owner is not None:
                 log.warning("took call %s over from node %s, which died", call_id, dead_owner)
