@@ -22,7 +22,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.cluster import Cluster
+from server.cluster import Cluster, ClusterUnavailable
 from server.errors import ApiError
 from server.events import visible_to
 
@@ -134,7 +134,10 @@ class EventBus:
     # -- the calls list -------------------------------------------------------------------
 
     def subscribe_list(self, role: str) -> Subscriber:
-        """A listener of every call's list changes (the node listens on them from its start)."""
+        """A listener of every call's list changes (the node listens on them from its start).
+        Not while the node has lost Redis: it would hear only its own calls' changes."""
+        if self.cluster is not None and self.cluster.fenced:
+            raise ClusterUnavailable("this node lost Redis; the calls list is not live here")
         sub = Subscriber("", role)
         self._list_subscribers.append(sub)
         return sub

@@ -269,6 +269,9 @@ async def test_redis_restart_mid_call(cluster: Cluster) -> None:
             "POST", f"/api/calls/{call_id}/accept", agent_token
         )
         assert (status, body["error"]["code"]) == (503, "cluster_unavailable")
+        # Its calls list cannot be live (the pages read GET /api/calls meanwhile).
+        status, body = await cluster.api(a).call("GET", "/api/calls/events", agent_token)
+        assert (status, body["error"]["code"]) == (503, "cluster_unavailable")
 
         cluster.redis.start()
         await eventually(both_nodes_back, 10, "presence after the outage")
