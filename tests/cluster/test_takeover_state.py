@@ -108,6 +108,9 @@ async def test_the_voice_agent_comes_back_after_a_takeover(cluster: Cluster) -> 
         assert said["text"] in handover["summary"]["asked"], (said, handover)
         seqs = [e["seq"] for e in agent.events if "seq" in e]
         assert seqs == list(range(1, len(seqs) + 1))
+    except BaseException:
+        print(cluster.logs())  # shown with the failure
+        raise
     finally:
         await lists.close()
         await customer.close()
