@@ -61,7 +61,8 @@ GREETING = (
 )
 RESUMED = "Sorry, we were cut off for a moment. I'm still here with you. Where were we?"
 """Its first words when it comes back to a caller after the call moved to another server
-(the one that held it died): it remembers what was said, so no greeting again."""
+(the one that held it died) or its server restarted: it remembers what was said (`recall`),
+so it does not greet again."""
 FALLBACK = "Sorry, I'm having trouble right now. Please stay on the line: a person will be with you shortly."
 NO_ANSWER = (
     "I'm not able to help with that myself, but I've noted it for my colleague, who will "
@@ -220,10 +221,10 @@ class VoiceAgent(Participant):
         resumed: bool = False,
     ) -> None:
         super().__init__()
-        self._greeting = RESUMED if resumed else GREETING
         from server.assist.context import CallContext
 
         self.call_id = call_id
+        self._greeting = RESUMED if resumed else GREETING
         self._services = services
         self._publish = publish
         self._clock_ms = clock_ms
@@ -301,8 +302,8 @@ class VoiceAgent(Participant):
 
     def recall(self, earlier: list[dict[str, Any]]) -> None:
         """The conversation so far, from the call's history (its final transcripts), when
-        it comes back to a call that moved from a server that died: its replies and its
-        handover summary go on from there."""
+        it comes back to a call that moved from a server that died (or restarted): its
+        replies and its handover summary go on from there."""
         for event in earlier:
             text = str(event.get("text") or "").strip()
             if event.get("type") != events.TRANSCRIPT or not event.get("final") or not text:
