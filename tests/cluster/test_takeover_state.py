@@ -52,11 +52,11 @@ async def test_the_voice_agent_comes_back_after_a_takeover(cluster: Cluster) -> 
         assert status == 201, body
         call_id = body["call_id"]
         await customer.connect(call_id)
+        # It greets (the caller talks over the rest of it below: no need to wait for its end).
         greeting = await customer.wait_for(
-            lambda e: e["type"] == "transcript" and e["final"] and e["speaker"] == "voice_agent",
-            timeout=40,
+            lambda e: e["type"] == "transcript" and e["speaker"] == "voice_agent", timeout=60
         )
-        assert greeting["text"] == GREETING
+        assert GREETING.startswith(greeting["text"]), greeting
         await lists.wait_for(lambda e: e.get("change") == "voice_agent")
         _, listed = await cluster.api(b).call("GET", "/api/calls?state=waiting", agent_token)
         assert [(c["call_id"], c["voice_agent"]) for c in listed["calls"]] == [(call_id, True)]
@@ -64,7 +64,7 @@ async def test_the_voice_agent_comes_back_after_a_takeover(cluster: Cluster) -> 
         customer.track.replace(encode_wav_to_opus(fixture("customer_refund").path))
         said = await customer.wait_for(
             lambda e: e["type"] == "transcript" and e["final"] and e["speaker"] == "customer",
-            timeout=40,
+            timeout=60,
         )
         await asyncio.sleep(3)  # the rest of the sentence
         before = max(e["end_ms"] for e in finals(customer, "customer") + finals(customer, "voice_agent"))
@@ -82,7 +82,7 @@ async def test_the_voice_agent_comes_back_after_a_takeover(cluster: Cluster) -> 
                 and customer.events.index(e) >= mark
                 and e["seq"] > last_seq
             ),
-            timeout=40,
+            timeout=60,
         )
         assert back["text"] == RESUMED
         assert back["start_ms"] >= before, (back, before)
