@@ -59,6 +59,10 @@ GREETING = (
     "assistant. I can look up an order or answer questions while you wait, and a person "
     "will join as soon as one is free. How can I help?"
 )
+RESUMED = "Sorry, we were cut off for a moment. I'm still here with you. Where were we?"
+"""Its first words when it comes back to a caller after the call moved to another server
+(the one that held it died) or its server restarted: it remembers what was said (`recall`),
+so it does not greet again."""
 FALLBACK = "Sorry, I'm having trouble right now. Please stay on the line: a person will be with you shortly."
 NO_ANSWER = (
     "I'm not able to help with that myself, but I've noted it for my colleague, who will "
@@ -170,7 +174,7 @@ class VoiceAgentServices:
     greeting due within 2 s cannot afford."""
 
     async def render_phrases(self) -> None:
-        for text in (GREETING, HUMAN, NO_ANSWER, PROMISE):
+        for text in (GREETING, HUMAN, NO_ANSWER, PROMISE, RESUMED):
             for sentence in split_sentences(text):
                 if sentence in self.phrases:
                     continue
@@ -214,11 +218,13 @@ class VoiceAgent(Participant):
         services: VoiceAgentServices,
         publish: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
         clock_ms: Callable[[], int],
+        resumed: bool = False,
     ) -> None:
         super().__init__()
         from server.assist.context import CallContext
 
         self.call_id = call_id
+        self._greeting = RESUMED if resumed else GREETING
         self._services = services
         self._publish = publish
         self._clock_ms = clock_ms
@@ -294,6 +300,21 @@ class VoiceAgent(Participant):
         # Articles imported while the server runs (`kb import`) are picked up per call.
         await self._services.knowledge.refresh_if_changed(self._services.store)
 
+    def recall(self, earlier: list[dict[str, Any]]) -> None:
+        """The conversation so far, from the call's history (its final transcripts), when
+        it comes back to a call that moved from a server that died (or restarted): its
+        replies and its handover summary go on from there."""
+        for event in earlier:
+            text = str(event.get("text") or "").strip()
+            if event.get("type") != events.TRANSCRIPT or not event.get("final") or not text:
+                continue
+            if event.get("speaker") == "customer":
+                self.context.add_turn(event)
+                self.asked.append(text)
+            elif event.get("speaker") == ROLE:
+                self.context.add_turn({**event, "speaker": "agent"})
+                self.said.append(text)
+
     # -- the caller's turns -----------------------------------------------------------------
 
     def on_transcript(self, event: dict[str, Any]) -> None:
@@ -354,7 +375,7 @@ class VoiceAgent(Participant):
 
     async def _greet(self) -> None:
         try:
-            await self._say(split_sentences(GREETING))
+            await self._say(split_sentences(self._greeting))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
