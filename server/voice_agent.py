@@ -152,9 +152,17 @@ def as_team(sentence: str) -> str:
     return _FIRST_PERSON_ACT.sub(team, sentence)
 
 
+def spoken_length(word: str) -> int:
+    """About how long a word takes to say, in letters: a digit is said as a word ("78901"
+    is "seven eight nine oh one"), a dash as a pause."""
+    return 1 + sum(5 if c.isdigit() else 1 for c in word if c.isalnum())
+
+
 def heard_text(sentences: list[tuple[str, int, int]], heard_ms: int) -> str:
     """The words of a reply that were played by `heard_ms`: whole sentences, then the
-    words of the sentence that was cut, in proportion to its audio that was played."""
+    words of the sentence that was cut that were said by then, its audio shared among its
+    words by their spoken length (counting words alone put the cut of "I can see order
+    78901 ..." a number too early: the caller had heard "78,09" of it)."""
     words: list[str] = []
     for text, start, end in sentences:
         if heard_ms >= end:
@@ -162,7 +170,13 @@ def heard_text(sentences: list[tuple[str, int, int]], heard_ms: int) -> str:
             continue
         if heard_ms > start and end > start:
             sentence = text.split()
-            words.extend(sentence[: int(len(sentence) * (heard_ms - start) / (end - start))])
+            budget = sum(map(spoken_length, sentence)) * (heard_ms - start) / (end - start)
+            said = 0
+            for word in sentence:
+                said += spoken_length(word)
+                if said > budget:
+                    break
+                words.append(word)
         break
     return " ".join(words)
 
@@ -222,7 +236,7 @@ class _InputClock:
         self._audio_ms += ms
         late = (now - self._origin) * 1000 - self._audio_ms
         if late < 0:  # earlier than ever: the new origin
-            self._origin -= late / 1000
+            self._origin += late / 1000
             late = 0
         return round(late)
 
@@ -352,6 +366,12 @@ class VoiceAgent(Participant):
     # -- state ------------------------------------------------------------------------------
 
     @property
+    def played_ms(self) -> int:
+        """All the audio it has sent into the call so far (what transports dropped at a
+        pause or an interruption not counted)."""
+        return self._playout.released_ms
+
+    @property
     def speaking(self) -> bool:
         return self._playout.playing or (self._reply is not None and not self._reply.done)
 
@@ -393,11 +413,16 @@ class VoiceAgent(Participant):
         final transcript is what the caller heard."""
         if self._closed:
             return
-        self._stop_audio()
+        if not self._playout.paused:  # paused, the transports hold nothing of it already
+            self._stop_audio()
+        reply = self._reply
+        heard = reply is not None and self._playout.released_ms > reply.played_from_ms
         dropped = self._playout.clear()
         self._cancel_pause_timer()
         self.last_stop_at = time.monotonic()
-        if reason == "barge_in":
+        if reason == "barge_in" and heard:
+            # The caller cut a reply it was hearing (not one still being prepared, which a
+            # turn that goes on after a pause also cancels).
             self.barge_ins += 1
         log.info(
             "call %s: voice agent stopped (%s, %d ms unplayed, caller audio %d ms late)",

@@ -43,6 +43,9 @@ def test_heard_text_keeps_whole_sentences_and_the_heard_part_of_the_cut_one() ->
     assert heard_text(sentences, 1000) == "Hello there."
     assert heard_text(sentences, 2000) == "Hello there. I can see order"
     assert heard_text(sentences, 5000) == "Hello there. I can see order 78901 on your account."
+    # Words take as long as they are to say: the number is five of them.
+    assert heard_text(sentences, 1000 + 1449) == "Hello there. I can see order 78901"  # 42/58
+    assert heard_text(sentences, 1000 + 1448) == "Hello there. I can see order"
 
 
 def test_acts_are_the_teams_lookups_stay_first_person() -> None:
