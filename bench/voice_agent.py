@@ -10,10 +10,15 @@ caller waits for the greeting to end, then, line after line, says a customer fix
   `backchannel_silence_*` how long) and must go on (audio flowing again 2.2 s after it
   began: `backchannel_kept`; `_resumed` of them had paused);
 - barge-in: 3 s into the reply it says "Can I please talk to a real person instead?";
-  `barge_in_*`: the start of that speech → the last packet of the reply at the caller (the
-  packet before the first gap of GAP_S; it pauses there); `confirm_*`: the start of that
-  speech → the reply's final (cut) transcript at the caller; `interrupt_resumed`: the
-  audio came back before that transcript (it took the interruption for a backchannel);
+  `barge_in_p*`: the start of that speech → the last packet of the reply at the caller
+  (the packet before the first gap of GAP_S; it pauses there); `barge_in_confirm_p*`: the
+  start of that speech → the reply's final (cut) transcript at the caller;
+  `barge_in_resumed`: the audio came back before that transcript (it took the interruption
+  for a backchannel, or a stall of the machine made a gap); `_no_stop`: no gap within 3 s;
+  `_over`: the reply had ended before;
+- short words: 1 s into its answer to that ("Of course. You're in the queue ...") it says
+  "Wait, sorry, that is not what I asked about." (no run of speech long enough to
+  interrupt on its own): the same figures as `short_words_*`;
 - then it waits for the answer to end.
 
 The server's log gives `caller_audio_late_*`: at each pause and interruption, how late the
@@ -143,12 +148,51 @@ async def run_calls(
     interrupt_path = VOICE / "interrupt_agent.wav"
     interrupt = encode_wav_to_opus(interrupt_path)
     interrupt_start_s = speech_bounds_s(interrupt_path)[0]
+    short_path = VOICE / "interrupt_wait.wav"
+    short = encode_wav_to_opus(short_path)
+    short_start_s = speech_bounds_s(short_path)[0]
     samples: dict[str, list[float]] = {
-        k: [] for k in ("reply", "barge_in", "confirm", "greeting", "bc_pause", "bc_silence")
+        k: []
+        for k in ("reply", "greeting", "bc_pause", "bc_silence", "barge_in", "barge_in_confirm",
+                  "short_words", "short_words_confirm")
     }
     counts = {"lines": 0, "no_reply": 0, "early": 0, "backchannel_kept": 0,
-              "backchannel_resumed": 0, "backchannel_stopped": 0, "over_before_barge_in": 0,
-              "no_stop": 0, "interrupt_resumed": 0, "not_cut": 0}
+              "backchannel_resumed": 0, "backchannel_stopped": 0}
+    for kind in ("barge_in", "short_words"):
+        counts.update({f"{kind}_over": 0, f"{kind}_no_stop": 0, f"{kind}_not_cut": 0, f"{kind}_resumed": 0})
+
+    async def interrupt_it(
+        p: Participant, arrivals: Arrivals, packets: list[bytes], onset_s: float, kind: str
+    ) -> None:
+        """Talk over the reply now playing: when its audio stopped at the caller, when its
+        cut transcript came."""
+        mark = len(p.events)
+        talking = await play(p, packets) + onset_s
+        await asyncio.sleep(3.0)
+        now = time.monotonic()
+        gap = arrivals.gap_after(talking, now)
+        cut = next(
+            (
+                at
+                for e, at in zip(p.events[mark:], p.received_at[mark:], strict=True)
+                if e["type"] == "transcript" and e["final"] and e["speaker"] == "voice_agent"
+            ),
+            None,
+        )
+        trace(verbose, p.call_id or "", kind, talking, stopped=gap[0] if gap else None,
+              resumed=gap[1] if gap else None, cut=cut)
+        if not [t for t in arrivals.times if talking - GAP_S <= t < talking]:
+            counts[f"{kind}_over"] += 1  # the reply had ended
+        elif gap is None:
+            counts[f"{kind}_no_stop"] += 1
+        else:
+            samples[kind].append(max(0.0, gap[0] - talking))
+            if cut is None:
+                counts[f"{kind}_not_cut"] += 1
+            else:
+                samples[f"{kind}_confirm"].append(max(0.0, cut - talking))
+                if gap[1] is not None and gap[1] < cut:
+                    counts[f"{kind}_resumed"] += 1  # it took it for a backchannel
 
     async def caller(i: int) -> None:
         rng = random.Random(i)
@@ -198,34 +242,21 @@ async def run_calls(
                             counts["backchannel_resumed"] += 1
                             samples["bc_pause"].append(max(0.0, gap[0] - listening))
                             samples["bc_silence"].append(gap[1] - gap[0])
-                        events_before = len(p.events)
-                        talking = await play(p, interrupt) + interrupt_start_s
-                        await asyncio.sleep(3.0)
-                        now = time.monotonic()
-                        gap = arrivals.gap_after(talking, now)
-                        cut = next(
-                            (
-                                (e, at)
-                                for e, at in zip(p.events[events_before:], p.received_at[events_before:], strict=True)
-                                if e["type"] == "transcript" and e["final"] and e["speaker"] == "voice_agent"
-                            ),
-                            None,
-                        )
-                        trace(verbose, created["call_id"], "interruption", talking,
-                              stopped=gap[0] if gap else None, resumed=gap[1] if gap else None,
-                              cut=cut[1] if cut else None, text=repr(cut[0]["text"][-30:]) if cut else None)
-                        if not [t for t in arrivals.times if talking - GAP_S <= t < talking]:
-                            counts["over_before_barge_in"] += 1  # the reply had ended
-                        elif gap is None:
-                            counts["no_stop"] += 1
+                        said = {e.get("segment_id") for e in p.events}
+                        await interrupt_it(p, arrivals, interrupt, interrupt_start_s, "barge_in")
+                        # Its answer to that ("Of course. You're in the queue ..."): 1 s in,
+                        # the caller talks over it in short words.
+                        try:
+                            await p.wait_for(
+                                lambda e, said=said: e["type"] == "transcript"  # type: ignore[misc]
+                                and e["speaker"] == "voice_agent" and e["segment_id"] not in said,
+                                timeout=15,
+                            )
+                        except TimeoutError:
+                            counts["short_words_over"] += 1
                         else:
-                            samples["barge_in"].append(max(0.0, gap[0] - talking))
-                            if cut is None:
-                                counts["not_cut"] += 1
-                            else:
-                                samples["confirm"].append(max(0.0, cut[1] - talking))
-                                if gap[1] is not None and gap[1] < cut[1]:
-                                    counts["interrupt_resumed"] += 1
+                            await asyncio.sleep(1.0)
+                            await interrupt_it(p, arrivals, short, short_start_s, "short_words")
                     else:
                         trace(verbose, created["call_id"], "backchannel-stopped", listening,
                               last=arrivals.times[-1] if arrivals.times else None)
@@ -243,10 +274,11 @@ async def run_calls(
         "greeting_after_connect_p50_ms": ms(pct(samples["greeting"], 0.5)),
         "reply_p50_ms": ms(pct(samples["reply"], 0.5)),
         "reply_p95_ms": ms(pct(samples["reply"], 0.95)),
-        "barge_in_p50_ms": ms(pct(samples["barge_in"], 0.5)),
-        "barge_in_p95_ms": ms(pct(samples["barge_in"], 0.95)),
-        "confirm_p50_ms": ms(pct(samples["confirm"], 0.5)),
-        "confirm_p95_ms": ms(pct(samples["confirm"], 0.95)),
+        **{
+            f"{k}_{name}_ms": ms(pct(samples[k], q))
+            for k in ("barge_in", "barge_in_confirm", "short_words", "short_words_confirm")
+            for name, q in (("p50", 0.5), ("p95", 0.95))
+        },
         "backchannel_pause_p50_ms": ms(pct(samples["bc_pause"], 0.5)),
         "backchannel_silence_p50_ms": ms(pct(samples["bc_silence"], 0.5)),
         "backchannel_silence_p95_ms": ms(pct(samples["bc_silence"], 0.95)),

@@ -129,11 +129,16 @@ def test_reset_forgets_a_pause() -> None:
 
 
 def test_quiet_echo_is_not_speech() -> None:
-    # The voice agent's own speech leaking back 40 dB down (what echo cancellation leaves).
+    # The voice agent's own speech leaking back 40 dB down (what echo cancellation leaves),
+    # and 30 dB down (poor cancellation): not even a pause.
     for name in ("interrupt_agent.wav", "interrupt_wait.wav"):
-        pcm = np.frombuffer(pcm_of(name), dtype=np.int16)
-        echo = (pcm.astype(np.float32) * 0.01).astype(np.int16).tobytes()
-        assert decisions(echo) == []
+        pcm = np.frombuffer(pcm_of(name), dtype=np.int16).astype(np.float32)
+        for gain in (0.01, 0.03):
+            assert decisions((pcm * gain).astype(np.int16).tobytes()) == []
+    # 20 dB down (hardly cancelled) it pauses, and goes on: echo never interrupts it.
+    pcm = np.frombuffer(pcm_of("interrupt_agent.wav"), dtype=np.int16).astype(np.float32)
+    said = [d for d, _ in decisions((pcm * 0.1).astype(np.int16).tobytes())]
+    assert said == [PAUSE, QUIET, PAUSE, QUIET]
 
 
 async def test_playout_releases_frames_in_real_time_and_clears_at_once() -> None:
