@@ -49,6 +49,7 @@ import aiohttp
 from bench.latency import SPEECH, pct, speech_bounds_s
 from bench.relay import ROOT, _free_port, _wait_health
 from server.qa import Participant, customer_session, encode_wav_to_opus
+from server.voice_agent import is_backchannel
 from signaling.ice import restrict_host_addresses
 
 VOICE = ROOT / "tests" / "fixtures" / "voice_agent"
@@ -116,6 +117,21 @@ async def wait_final(p: Participant, start: int, timeout: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+async def settle(p: Participant, arrivals: Arrivals, quiet_s: float = 1.5, timeout: float = 20) -> None:
+    """Until the voice agent has answered the caller's last words (their transcript comes
+    seconds late when speech-to-text is busy) and its audio has been quiet for `quiet_s`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        spoken = [e for e in p.events if e["type"] == "transcript"]
+        turns = [i for i, e in enumerate(spoken) if e["speaker"] == "customer" and e["final"]
+                 and not is_backchannel(e["text"])]
+        answered = not turns or any(e["speaker"] == "voice_agent" for e in spoken[turns[-1]:])
+        last = arrivals.times[-1] if arrivals.times else 0.0
+        if answered and time.monotonic() - last >= quiet_s:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def play(p: Participant, packets: list[bytes]) -> float:
@@ -214,7 +230,6 @@ async def run_calls(
             for _ in range(rounds):
                 for _name, packets, _start_s, end_s in rng.sample(lines, len(lines)):
                     counts["lines"] += 1
-                    mark = len(p.events)
                     started = await play(p, packets)
                     spoken = started + end_s
                     await asyncio.sleep(len(packets) * 0.02)
@@ -261,8 +276,9 @@ async def run_calls(
                         trace(verbose, created["call_id"], "backchannel-stopped", listening,
                               last=arrivals.times[-1] if arrivals.times else None)
                         counts["backchannel_stopped"] += 1  # or the reply was that short
-                    await wait_final(p, mark, 40)  # its answer to the interruption
-                    await wait_final(p, len(p.events), 15)
+                    # Its answer to the last thing the caller said, before the next line (an
+                    # answer still going would be taken for a reply to it).
+                    await settle(p, arrivals)
                     await asyncio.sleep(rng.uniform(0.3, 1.0))
         finally:
             await p.close()
