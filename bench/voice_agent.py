@@ -89,7 +89,7 @@ class Arrivals:
         """The first gap of GAP_S in the audio after `t`, as seen by `now`: (the last
         packet before it, the first packet after it or None while it lasts)."""
         after = [x for x in self.times if t - GAP_S <= x <= now]
-        for a, b in zip(after, [*after[1:], None], strict=True):
+        for a, b in zip(after, [*after[1:], None], strict=False):
             if a < t:
                 continue
             if b is None:

@@ -68,7 +68,7 @@ def silences(p: Participant, since: float, min_s: float = 0.2) -> list[tuple[flo
     before, its first packet after, or None if none came since)."""
     times = [t for t in p.received.arrivals if t >= since - min_s]
     found: list[tuple[float, float | None]] = []
-    for a, b in zip(times, [*times[1:], None], strict=True):
+    for a, b in zip(times, [*times[1:], None], strict=False):
         if a < since:
             continue
         if b is None:
