@@ -275,10 +275,12 @@ class CallSession:
             if other.role != role and codec not in other.forwards:
                 other.play_pcm(pcm)
 
-    def interrupt(self, participant: Participant) -> None:
+    def interrupt(self, participant: Participant) -> int:
+        dropped = 0
         for other in self.participants.values():
             if other is not participant:
-                other.clear_audio()
+                dropped = max(dropped, other.clear_audio())
+        return dropped
 
     def _retire_pipeline(self, role: str) -> None:
         pipeline = self._pipelines.pop(role)
