@@ -12,7 +12,8 @@ voice agent are kinds of Participant. Each one
   everyone else (`play_pcm`);
 - takes events (`send_event`, already-encoded JSON) if it has an event channel;
 - stops its outbound audio at once on `clear_audio` (barge-in; a phone stream also tells
-  the carrier to drop what it has buffered);
+  the carrier to drop what it has buffered) and says how much it dropped, so that a speaker
+  who pauses can play it again on resuming;
 - says whether it is `connected` (media flowing) right now;
 - reports through the port when its channel opens, a message, a DTMF digit, and when it
   leaves (`hung_up`: the caller hung up, which ends the call; otherwise it may come back);
@@ -48,8 +49,9 @@ class CallPort(Protocol):
     def on_left(self, participant: Participant, *, hung_up: bool) -> None:
         """The participant's transport is gone; `hung_up`: it ended the call."""
 
-    def interrupt(self, participant: Participant) -> None:
-        """Stop `participant`'s audio at everyone else now (barge-in)."""
+    def interrupt(self, participant: Participant) -> int:
+        """Stop `participant`'s audio at everyone else now (barge-in); the most audio (ms)
+        any of them dropped unplayed."""
 
 
 class Participant(ABC):
@@ -88,9 +90,9 @@ class Participant(ABC):
     def play_pcm(self, pcm: bytes) -> None:
         """Another participant's voice as 16 kHz mono s16, to play in real time."""
 
-    def clear_audio(self) -> None:
-        """Drop outbound audio not yet played (barge-in)."""
-        return None
+    def clear_audio(self) -> int:
+        """Drop outbound audio not yet played (barge-in); the ms dropped."""
+        return 0
 
     @abstractmethod
     async def close(self) -> None:

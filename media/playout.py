@@ -9,6 +9,13 @@ of the event loop does not starve the listener.
 
 What the caller heard is what was released minus that lead: `played_ms` counts it, so a
 reply cut by a barge-in is transcribed as far as it was actually heard.
+
+A pause (the caller may be interrupting, media/bargein.py) stops the releasing and keeps
+the rest. The transports are then told to drop what they still hold (a phone stream sends
+Twilio `clear`), and `take_back` puts those frames, which the caller never heard, back at
+the head of the queue: a resume plays on from exactly where the caller stopped hearing, and
+`released_ms` stays what left the server for the caller (the last TAKE_BACK_MS of released
+frames are kept for this).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ FRAME_MS = 20
 FRAME_BYTES = FRAME_MS * BYTES_PER_MS
 LEAD_MS = 40
 """How far ahead of real time frames are released."""
+TAKE_BACK_MS = 2000
+"""Released audio kept for `take_back`: far more than transports hold (the lead, and the
+phone stream's 60 ms of priming)."""
 
 
 class PacedPlayout:
@@ -39,6 +49,8 @@ class PacedPlayout:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._paused = False
+        self._released: deque[bytes] = deque(maxlen=TAKE_BACK_MS // FRAME_MS)
         self.released_ms = 0
         """Audio handed to the sink since the start (frames × 20 ms)."""
         self._last_release = 0.0
@@ -69,48 +81,85 @@ class PacedPlayout:
 
     @property
     def playing(self) -> bool:
+        """Audio is queued (paused or not)."""
         return not self._idle.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     @property
     def played_ms(self) -> int:
         """Audio the listener has heard by now: released, less what is still ahead of time."""
-        if self._idle.is_set():
+        if self._idle.is_set() or self._paused:
             return self.released_ms
         ahead = max(0.0, self._last_release - asyncio.get_running_loop().time())
         return max(0, self.released_ms - round(ahead * 1000))
 
     async def wait_idle(self) -> None:
-        """Until everything queued has been released (or cleared)."""
+        """Until everything queued has been released (or cleared); a pause holds it."""
         await self._idle.wait()
 
+    def pause(self) -> None:
+        """Stop releasing at once; what is queued stays for `resume`."""
+        self._paused = True
+
+    def take_back(self, ms: int) -> int:
+        """The last `ms` of released audio never reached the listener (the transports
+        dropped it): queue it again, ahead of the rest. Returns the ms taken back (whole
+        frames, at most what was kept)."""
+        frames = min(round(ms / FRAME_MS), len(self._released))
+        for _ in range(frames):
+            self._frames.appendleft(self._released.pop())
+        self.released_ms -= frames * FRAME_MS
+        if frames:
+            self._idle.clear()
+            self._last_release = 0.0
+        return frames * FRAME_MS
+
+    def resume(self) -> None:
+        """Release again, from where the pause (and `take_back`) left off."""
+        if not self._paused:
+            return
+        self._paused = False
+        if self._frames:
+            self._idle.clear()
+            self._wake.set()
+            if self._task is None and not self._closed:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+
     def clear(self) -> int:
-        """Drop everything not yet released (barge-in); returns the ms dropped."""
+        """Drop everything not yet released (barge-in), and end a pause; returns the ms
+        dropped."""
         dropped = len(self._frames) * FRAME_MS
         self._frames.clear()
         self._partial = b""
+        self._paused = False
         self._idle.set()
         return dropped
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closed:
-            if not self._frames:
-                self._idle.set()
+            if not self._frames or self._paused:
+                if not self._frames:
+                    self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            # A new stretch of audio: its schedule starts now.
+            # A new stretch of audio (or a resume): its schedule starts now.
             start = loop.time()
             sent = 0
-            while self._frames and not self._closed:
+            while self._frames and not self._closed and not self._paused:
                 due = start + sent * FRAME_MS / 1000 - self._lead_s
                 delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                    if not self._frames:  # cleared while we slept
+                    if not self._frames or self._paused:  # cleared or paused while we slept
                         break
                 frame = self._frames.popleft()
                 self._sink(frame)
+                self._released.append(frame)
                 sent += 1
                 self.released_ms += FRAME_MS
                 self._last_release = start + sent * FRAME_MS / 1000

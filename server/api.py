@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from server import events, identity
+from server import calllist, events, identity
 from server.assist.assistant import feedback_stats
 from server.auth import Principal, authenticate, principal_from_header, require_role
+from server.calllist import call_json
 from server.errors import ApiError, bad_request, conflict, forbidden
+from server.fanout import Subscriber
 from server.files import joined_recording
 from server.forward import on_owner
 from server.hub import CallHub
@@ -80,24 +83,6 @@ def principal(request: web.Request) -> Principal:
     who = principal_from_header(request.app[TOKENS], request.headers.get("Authorization"))
     request[PRINCIPAL] = who  # the error middleware shows staff the detail of an error
     return who
-
-
-def call_json(
-    call: Call,
-    customer: Customer | None,
-    link: CallCaller | None = None,
-    caller: identity.CallerSession | None = None,
-) -> dict[str, Any]:
-    return {
-        "call_id": call.id,
-        "state": call.state,
-        "reason": call.reason,
-        "customer": {**identity.staff_customer(customer, call, link, caller), "channel": call.channel},
-        "agent": call.agent,
-        "created_at": call.created_at,
-        "accepted_at": call.accepted_at,
-        "ended_at": call.ended_at,
-    }
 
 
 def check_member(who: Principal, call: Call, *, allow_customer: bool = True) -> None:
@@ -245,6 +230,16 @@ async def create_call(request: web.Request) -> web.Response:
     return web.json_response({"call_id": call.id, "state": "waiting"}, status=201)
 
 
+def _list_limit(request: web.Request) -> int:
+    try:
+        limit = int(request.query.get("limit", "200"))
+    except ValueError:
+        raise bad_request("limit must be an integer", "invalid_query") from None
+    if not 1 <= limit <= 1000:
+        raise bad_request("limit must be 1..1000", "invalid_query")
+    return limit
+
+
 @routes.get("/api/calls")
 async def list_calls(request: web.Request) -> web.Response:
     who = principal(request)
@@ -252,34 +247,57 @@ async def list_calls(request: web.Request) -> web.Response:
     state = request.query.get("state")
     if state is not None and state not in ("waiting", "active", "ended"):
         raise bad_request("state must be waiting, active or ended", "invalid_query")
-    try:
-        limit = int(request.query.get("limit", "200"))
-    except ValueError:
-        raise bad_request("limit must be an integer", "invalid_query") from None
-    if not 1 <= limit <= 1000:
-        raise bad_request("limit must be 1..1000", "invalid_query")
-    query = (
-        select(Call, Customer, CallCaller, identity.CallerSession)
-        .join(Customer, col(Customer.id) == col(Call.customer_id))
-        .outerjoin(CallCaller, col(CallCaller.call_id) == col(Call.id))
-        .outerjoin(
-            identity.CallerSession, col(identity.CallerSession.id) == col(CallCaller.session_id)
-        )
+    limit = _list_limit(request)
+    app = request.app
+    calls, _ = await calllist.entries(
+        app[STORE], state, limit, app[HUB].voice_agent_here, clustered=CLUSTER in app
     )
-    if state:
-        query = query.where(Call.state == state)
-    # Oldest first, as queues are served; a limit keeps the oldest, so that no flood of new
-    # calls hides the caller who has waited longest.
-    query = query.order_by(col(Call.created_at), col(Call.id)).limit(limit)
-    async with request.app[STORE].session() as session:
-        rows = (await session.exec(query)).all()
-    calls = [call_json(*row) for row in rows]
-    hub = request.app[HUB]
-    for item in calls:
-        # Agents see which waiting callers the voice agent is talking with (API.md extension).
-        live = hub.get_live(item["call_id"])
-        item["voice_agent"] = bool(live is not None and live.voice_agent is not None)
     return web.json_response({"calls": calls})
+
+
+@routes.get("/api/calls/events")
+async def call_list_stream(request: web.Request) -> web.StreamResponse:
+    """The calls list live (an extension, docs/api.md): the open calls, then every change of
+    any call on any node, as Server-Sent Events."""
+    who = principal(request)
+    require_role(who, "agent", "admin")
+    limit = _list_limit(request)
+    app = request.app
+    hub: CallHub = app[HUB]
+    store: Store = app[STORE]
+    # Listening before reading, as the call streams do: nothing falls between the two, and a
+    # change the list already shows is dropped by its seq.
+    sub = hub.bus.subscribe_list(who.role)
+    try:
+        started = events.now_ms()
+        listed: list[dict[str, Any]] = []
+        seqs: dict[str, int] = {}
+        for state in calllist.OPEN_STATES:
+            part, part_seqs = await calllist.entries(
+                store, state, limit, hub.voice_agent_here, clustered=CLUSTER in app
+            )
+            listed += part
+            seqs.update(part_seqs)
+        seqs.update(await calllist.recently_ended_seqs(store, started - calllist.RECENTLY_ENDED_MS))
+    except BaseException:
+        hub.bus.unsubscribe_list(sub)
+        raise
+    response = await _sse_response(request)
+
+    async def send(update: dict[str, Any]) -> None:
+        if update["seq"] <= seqs.get(update["call_id"], 0):
+            return  # the list (or an earlier change) had it
+        seqs[update["call_id"]] = update["seq"]
+        await _sse_write(response, update, with_id=False)
+
+    try:
+        await _sse_write(response, events.call_list(listed), with_id=False)
+        await _follow(request, response, who, sub, send)
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        hub.bus.unsubscribe_list(sub)
+    return response
 
 
 async def _customer(store: Store, customer_id: str) -> Customer | None:
@@ -388,7 +406,9 @@ async def summary(request: web.Request) -> web.Response:
 
 
 SSE_KEEPALIVE_S = 15.0
-SSE_RECHECK_S = 2.0  # a revoked token's stream ends within this (plus the revocation cache)
+SSE_RECHECK_S = 2.0
+"""A revoked token's stream ends within this (plus the revocation cache), and so does the
+stream of a client that went away without a word (else only the next write would tell)."""
 
 
 @routes.get("/api/calls/{call_id}/events")
@@ -396,12 +416,9 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     who, call = await _call_for(request, allow_customer=False)
     # Subscribed before the history is read, wherever the call's holder runs: nothing falls
     # between the two, and what both have is dropped by seq.
+    # At most CALLASSIST_MAX_STREAMS_PER_CALL, counted on every node of a cluster.
     bus = request.app[HUB].bus
-    limit = request.app[SETTINGS].max_streams_per_call
-    if bus.count(call.id) >= limit:  # on this node
-        raise ApiError(429, "too_many_streams", f"this call already has {limit} event streams open")
-    revocations = request.app[REVOCATIONS]
-    sub = await bus.subscribe(call.id, "agent")
+    sub = await bus.subscribe(call.id, "agent", request.app[SETTINGS].max_streams_per_call)
     try:
         backlog = await _history(request.app[STORE], call.id, "agent")
         call = await request.app[HUB].load_call(call.id)
@@ -409,6 +426,25 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         bus.unsubscribe(sub)
         raise
     last_seq = backlog[-1]["seq"] if backlog else 0
+    response = await _sse_response(request)
+
+    async def send(event: dict[str, Any]) -> None:
+        if event.get("seq", last_seq + 1) > last_seq:  # else the backlog had it
+            await _sse_write(response, event)
+
+    try:
+        for event in backlog:
+            await _sse_write(response, event)
+        if call.state != "ended":
+            await _follow(request, response, who, sub, send)
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        bus.unsubscribe(sub)
+    return response
+
+
+async def _sse_response(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -417,38 +453,44 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    try:
-        for event in backlog:
-            await _sse_write(response, event)
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while call.state != "ended":
-            try:
-                async with asyncio.timeout(SSE_RECHECK_S):
-                    live_event = await sub.queue.get()
-            except TimeoutError:
-                if await revocations.is_revoked(who):
-                    break
-                if loop.time() - quiet_since >= SSE_KEEPALIVE_S:
-                    await response.write(b": keep-alive\n\n")
-                    quiet_since = loop.time()
-                continue
-            quiet_since = loop.time()
-            if live_event is None:
-                break
-            if live_event.get("seq", last_seq + 1) <= last_seq:
-                continue  # the backlog had it
-            await _sse_write(response, live_event)
-    except ConnectionResetError:
-        pass  # the client went away
-    finally:
-        bus.unsubscribe(sub)
     return response
 
 
-async def _sse_write(response: web.StreamResponse, event: dict[str, Any]) -> None:
+async def _follow(
+    request: web.Request,
+    response: web.StreamResponse,
+    who: Principal,
+    sub: Subscriber,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """Send what the subscription gets until it ends (None) or the token is revoked, with
+    keep-alive comments while it is quiet."""
+    revocations = request.app[REVOCATIONS]
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    while True:
+        try:
+            async with asyncio.timeout(SSE_RECHECK_S):
+                item = await sub.queue.get()
+        except TimeoutError:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return  # the client went away: its place (streams per call) is free again
+            if await revocations.is_revoked(who):
+                return
+            if loop.time() - quiet_since >= SSE_KEEPALIVE_S:
+                await response.write(b": keep-alive\n\n")
+                quiet_since = loop.time()
+            continue
+        quiet_since = loop.time()
+        if item is None:
+            return
+        await send(item)
+
+
+async def _sse_write(response: web.StreamResponse, event: dict[str, Any], with_id: bool = True) -> None:
     lines = [f"event: {event['type']}"]
-    if "seq" in event:
+    if with_id and "seq" in event:
         lines.append(f"id: {event['seq']}")
     lines.append(f"data: {events.encode(event)}")
     await response.write(("\n".join(lines) + "\n\n").encode())

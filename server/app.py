@@ -211,7 +211,9 @@ def create_app(settings: Settings, services_factory: ServicesFactory | None = No
         if settings.twilio_auth_token:
             from server.phone import Phone
 
-            app[PHONE] = Phone(resolve_secret_key(settings), settings.twilio_auth_token)
+            app[PHONE] = Phone(
+                resolve_secret_key(settings), settings.twilio_auth_token, cluster=cluster
+            )
         reaper = WaitingReaper(app[HUB], settings.waiting_timeout_s)
         reaper.start()
         if settings.demo:

@@ -12,8 +12,17 @@ Keys and channels (all under `callassist:`):
   within one TTL of its death.
 - `holder:{call_id}` → the node that last took the lease, until it lets the call go (a day
   at most): a node that finds another's name there took the call over from a dead node.
+- `once:stream-token:{jti}` → the node that used a Twilio stream token, until the token
+  expires: a token works once in the cluster (server/phone.py).
+- `streams:{call_id}` → a hash of node id → the number of SSE streams of the call that node
+  serves. A node writes its own count (an absolute number, so a Redis that came back empty
+  learns it again at the next change); a count whose node's presence key is gone does not
+  count, and goes. So `CALLASSIST_MAX_STREAMS_PER_CALL` holds for the cluster, and a dead
+  node's streams stop counting within one TTL of its death.
 - channel `call:{call_id}` → every event of the call as its owner sends it, for the SSE
   streams on the other nodes (server/fanout.py).
+- channel `calls` → the calls list's changes (a call created, answered by the voice agent,
+  accepted, ended), for the list streams of every node; every node listens from its start.
 
 Fencing: a node that cannot refresh its leases for two thirds of the TTL drops the media of
 all its calls (loudly: log, `status` event, metric) before any other node may take them, so
@@ -99,6 +108,28 @@ return 0
 """
 
 
+# KEYS[1] the call's stream counts; ARGV: node id, this node's count with the new stream,
+# the cluster's limit, node key prefix. → 1 (counted) or 0 (the cluster has enough).
+_CLAIM_STREAM = """
+local total = tonumber(ARGV[2])
+local counts = redis.call('HGETALL', KEYS[1])
+for i = 1, #counts, 2 do
+  local node = counts[i]
+  if node ~= ARGV[1] then
+    if redis.call('EXISTS', ARGV[4] .. node) == 1 then
+      total = total + tonumber(counts[i + 1])
+    else
+      redis.call('HDEL', KEYS[1], node)
+    end
+  end
+end
+if total > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Node:
     id: str
@@ -128,6 +159,8 @@ LostHandler = Callable[[str, str], Awaitable[None]]
 """(call_id, why): this node must drop the call's media now."""
 MessageHandler = Callable[[str, dict[str, Any]], None]
 """(call_id, message) from another node's fan-out."""
+ListHandler = Callable[[dict[str, Any]], None]
+"""A message of another node's calls-list fan-out."""
 
 
 class Cluster:
@@ -154,9 +187,11 @@ class Cluster:
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._heartbeat = self.redis.register_script(_HEARTBEAT)
         self._release = self.redis.register_script(_RELEASE)
+        self._claim_stream = self.redis.register_script(_CLAIM_STREAM)
         self.owned: set[str] = set()
         self.on_lost: LostHandler | None = None
         self.on_message: MessageHandler | None = None
+        self.on_list_message: ListHandler | None = None
         self.on_reconnect: Callable[[], None] | None = None
         self._on_error = on_error
         self._last_ok = time.monotonic()
@@ -177,7 +212,7 @@ class Cluster:
         await self._heartbeat(keys=[self._node_key(self.node.id)], args=[self.node.id, self.node.url, self.ttl_ms])
         self.commands += 1
         self._last_ok = time.monotonic()
-        await self._pubsub.subscribe(self._node_channel())
+        await self._pubsub.subscribe(self._node_channel(), self._list_channel())
         self.http = aiohttp.ClientSession()
         self._tasks = [
             asyncio.ensure_future(self._beat()),
@@ -303,12 +338,48 @@ class Cluster:
             except Exception:
                 log.exception("dropping call %s failed", call_id)
 
+    async def claim_once(self, name: str, ttl_s: float) -> bool:
+        """True the first time any node claims `name` within `ttl_s` (a single-use token)."""
+        key = f"{PREFIX}once:{name}"
+        return bool(await self._call(self.redis.set(key, self.node.id, nx=True, px=max(1, int(ttl_s * 1000)))))
+
+    # -- SSE streams per call ------------------------------------------------------------------
+
+    async def claim_stream(self, call_id: str, here: int, limit: int) -> bool:
+        """Whether a new SSE stream of the call fits the cluster's `limit`, `here` being this
+        node's streams of the call with the new one (then counted); ClusterUnavailable
+        without Redis."""
+        ok = await self._call(
+            self._claim_stream(
+                keys=[self._streams_key(call_id)],
+                args=[self.node.id, here, limit, self._node_key("")],
+            )
+        )
+        return bool(int(ok))
+
+    async def count_streams(self, call_id: str, here: int) -> None:
+        """This node now serves `here` streams of the call (one ended)."""
+        key = self._streams_key(call_id)
+        with contextlib.suppress(ClusterUnavailable):
+            if here > 0:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(key, self.node.id, here)
+                    pipe.expire(key, 86400)
+                    await self._call(pipe.execute())
+            else:
+                await self._call(self.redis.hdel(key, self.node.id))
+
     # -- fan-out -----------------------------------------------------------------------------
 
     def publish(self, call_id: str, message: dict[str, Any]) -> None:
         """Send to the nodes listening on the call, in order, without waiting for Redis."""
         text = json.dumps({"o": self.node.id, **message}, separators=(",", ":"), ensure_ascii=False)
         self._outbox.put_nowait((self._call_channel(call_id), text))
+
+    def publish_list(self, message: dict[str, Any]) -> None:
+        """Send to every node's calls-list listeners, in order, without waiting for Redis."""
+        text = json.dumps({"o": self.node.id, **message}, separators=(",", ":"), ensure_ascii=False)
+        self._outbox.put_nowait((self._list_channel(), text))
 
     async def listen(self, call_id: str) -> None:
         """Receive the call's fan-out from now on (returns once Redis confirmed it)."""
@@ -372,15 +443,22 @@ class Cluster:
                 if event is not None:
                     event.set()
                 continue
-            if message["type"] != "message" or not channel.startswith(PREFIX + "call:"):
+            if message["type"] != "message":
+                continue
+            is_list = channel == self._list_channel()
+            if not is_list and not channel.startswith(PREFIX + "call:"):
                 continue
             try:
                 body = json.loads(message["data"])
             except ValueError:
                 continue
-            if body.get("o") == self.node.id or self.on_message is None:
+            if body.get("o") == self.node.id:
                 continue
-            self.on_message(channel[len(PREFIX + "call:") :], body)
+            if is_list:
+                if self.on_list_message is not None:
+                    self.on_list_message(body)
+            elif self.on_message is not None:
+                self.on_message(channel[len(PREFIX + "call:") :], body)
 
     # -- node-to-node requests -----------------------------------------------------------------
 
@@ -429,8 +507,16 @@ class Cluster:
         return f"{PREFIX}holder:{call_id}"
 
     @staticmethod
+    def _streams_key(call_id: str) -> str:
+        return f"{PREFIX}streams:{call_id}"
+
+    @staticmethod
     def _call_channel(call_id: str) -> str:
         return f"{PREFIX}call:{call_id}"
+
+    @staticmethod
+    def _list_channel() -> str:
+        return f"{PREFIX}calls"
 
     def _node_channel(self) -> str:
         return f"{PREFIX}node-channel:{self.node.id}"

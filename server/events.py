@@ -26,6 +26,14 @@ HANDOVER = "handover"
 DTMF = "dtmf"
 """A key a caller pressed: agent only, live, not persisted (API.md "Phone callers")."""
 
+# The calls list's stream (`GET /api/calls/events`, docs/api.md extension): staff only.
+CALL_LIST = "call_list"
+"""The open calls as a list stream starts: `calls`, each as `GET /api/calls` lists it."""
+CALL_UPDATE = "call_update"
+"""One change of the list: `change`, the call's entry after it (`call`), and the `seq` of
+the `call_state` event that made it, wherever the call's node runs."""
+LIST_CHANGES = ("created", "voice_agent", "accepted", "ended", "abandoned")
+
 # Everything except these goes to the call's agent (and admins) only.
 _CUSTOMER_VISIBLE = frozenset({CALL_STATE, TRANSCRIPT, STATUS, PONG})
 
@@ -65,6 +73,32 @@ _CUSTOMER_STATUS = {
     "warning": "Some live features are slow right now; your call continues.",
     "error": "Something went wrong on our side; your call continues.",
 }
+
+
+def list_change(call_state: dict[str, Any]) -> str:
+    """What a persisted `call_state` event changes in the calls list (one of LIST_CHANGES)."""
+    state = call_state.get("state")
+    if state == "waiting":
+        return "voice_agent" if call_state.get("voice_agent") else "created"
+    if state == "active":
+        return "accepted"
+    return "abandoned" if call_state.get("reason") == "abandoned" else "ended"
+
+
+def call_update(call_state: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The calls list's change made by a persisted `call_state` event; `entry` is the call
+    as `GET /api/calls` lists it, after the change."""
+    return make(
+        CALL_UPDATE,
+        call_state["call_id"],
+        change=list_change(call_state),
+        seq=call_state["seq"],
+        call=entry,
+    )
+
+
+def call_list(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": CALL_LIST, "ts": now_ms(), "calls": entries}
 
 
 def for_role(event: dict[str, Any], role: Role) -> dict[str, Any]:

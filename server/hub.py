@@ -77,6 +77,7 @@ class CallHub:
             live.on_closed = self._forget
             self._sessions[call_id] = live
             live.caller_verified = await is_verified(self.store, call_id)
+            await live.restore()
             live.resume()
             if dead_owner is not None:
                 log.warning("took call %s over from node %s, which died", call_id, dead_owner)
@@ -97,6 +98,11 @@ class CallHub:
 
     def get_live(self, call_id: str) -> CallSession | None:
         return self._sessions.get(call_id)
+
+    def voice_agent_here(self, call_id: str) -> bool | None:
+        """Whether the voice agent talks in a call this process holds; None if it holds none."""
+        live = self._sessions.get(call_id)
+        return None if live is None else live.voice_agent is not None
 
     def live_sessions(self) -> list[CallSession]:
         return list(self._sessions.values())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import col, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.errors import ApiError, forbidden
 from server.events import now_ms
@@ -21,20 +22,28 @@ from server.store import Store
 async def open_session(store: Store, name: str, phone: str | None, email: str | None) -> CallerSession:
     """A new session linked to the customer with that phone or email, else to a new one."""
     async with store.write() as session:
-        customer = None
-        if phone or email:
-            clauses = []
-            if phone:
-                clauses.append(col(Customer.phone) == phone)
-            if email:
-                clauses.append(col(Customer.email) == email)
-            customer = (await session.exec(select(Customer).where(or_(*clauses)))).first()
-        if customer is None:
-            customer = Customer(name=name, phone=phone, email=email)
-            session.add(customer)
-            await session.flush()
-        caller = CallerSession(customer_id=customer.id, name=name, phone=phone, email=email)
-        session.add(caller)
+        return await add_session(session, name, phone, email)
+
+
+async def add_session(
+    session: AsyncSession, name: str, phone: str | None, email: str | None
+) -> CallerSession:
+    """`open_session` within a write transaction of the caller's (committed with it)."""
+    customer = None
+    if phone or email:
+        clauses = []
+        if phone:
+            clauses.append(col(Customer.phone) == phone)
+        if email:
+            clauses.append(col(Customer.email) == email)
+        customer = (await session.exec(select(Customer).where(or_(*clauses)))).first()
+    if customer is None:
+        customer = Customer(name=name, phone=phone, email=email)
+        session.add(customer)
+        await session.flush()
+    caller = CallerSession(customer_id=customer.id, name=name, phone=phone, email=email)
+    session.add(caller)
+    await session.flush()
     return caller
 
 

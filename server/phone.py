@@ -25,11 +25,12 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from server import identity
-from server.cluster import Elsewhere
+from server.cluster import Cluster, ClusterUnavailable, Elsewhere
 from server.errors import ApiError, forbidden
 from server.forward import forwarded_by, relay_websocket
 from server.models import Call, CallCaller
 from server.session import CallSession
+from server.store import QUEUE_LOCK
 from signaling.twilio import MediaStream, StreamStats, media_format_ok, wait_for_start
 
 from server.keys import CLUSTER, HUB, PHONE, SETTINGS, STORE  # isort: skip
@@ -46,12 +47,18 @@ _AUDIENCE = "twilio-stream"
 
 
 class Phone:
-    """The process's phone state: stream tokens (single use) and counters."""
+    """The process's phone state: stream tokens (single use) and counters.
 
-    def __init__(self, secret: str, auth_token: str) -> None:
+    A token's use is remembered until it expires: in this process alone, or, on a node of a
+    cluster, in Redis (`SET NX` with the token's remaining life), so that a token used on
+    one node cannot be replayed on another (after a takeover, say) within its 120 s.
+    """
+
+    def __init__(self, secret: str, auth_token: str, cluster: Cluster | None = None) -> None:
         self._secret = secret
         self.validator = RequestValidator(auth_token)
         self.stats = StreamStats()
+        self._cluster = cluster
         self._used: dict[str, float] = {}
 
     def stream_token(self, call_id: str) -> str:
@@ -78,17 +85,24 @@ class Phone:
         """Whether `token` is a fresh stream token for `call_id` (not using it up)."""
         return self._claims(token, call_id) is not None
 
-    def redeem(self, token: Any, call_id: Any) -> bool:
+    async def redeem(self, token: Any, call_id: Any) -> bool:
         """Whether `token` is a fresh, unused stream token for `call_id` (then it is used)."""
         claims = self._claims(token, call_id)
         if claims is None:
             return False
         now = time.time()
-        self._used = {k: exp for k, exp in self._used.items() if exp > now}
         jti = str(claims.get("jti"))
+        expires = float(claims["exp"])
+        if self._cluster is not None:
+            try:
+                return await self._cluster.claim_once(f"stream-token:{jti}", expires - now)
+            except ClusterUnavailable:
+                log.warning("stream token of call %s refused: Redis is unreachable", call_id)
+                return False  # its use could not be recorded for the other nodes
+        self._used = {k: exp for k, exp in self._used.items() if exp > now}
         if jti in self._used:
             return False
-        self._used[jti] = float(claims["exp"])
+        self._used[jti] = expires
         return True
 
 
@@ -118,23 +132,29 @@ async def voice_webhook(request: web.Request) -> web.Response:
     name = str(form.get("CallerName") or "").strip()[:200] or caller
     store = request.app[STORE]
     max_waiting = request.app[SETTINGS].max_waiting
-    async with store.session() as session:
+    async with store.write() as session:
+        # Counted and added under the lock the browser path takes (server/api.py): the cap
+        # holds however many calls race for the last place, on any node, from either path.
+        await store.serialize(session, QUEUE_LOCK)
         waiting = (
             await session.exec(select(func.count()).select_from(Call).where(Call.state == "waiting"))
         ).one()
-    if waiting >= max_waiting:
+        if waiting >= max_waiting:
+            call = None
+        else:
+            # One phone call is one caller session. Caller ID is a claim, not a proof: it
+            # links the session to the customer record with that number, shown to the agent
+            # unverified.
+            caller_session = await identity.add_session(session, name, caller, None)
+            call = Call(customer_id=caller_session.customer_id, channel="phone", reason="phone call")
+            session.add(call)
+            await session.flush()
+            session.add(CallCaller(call_id=call.id, session_id=caller_session.id))
+    if call is None:
         # Every line is busy: the caller hears a busy signal and nothing is created.
         response = VoiceResponse()
         response.reject(reason="busy")
         return web.Response(text=str(response), content_type="text/xml")
-    # One phone call is one caller session. Caller ID is a claim, not a proof: it links the
-    # session to the customer record with that number, shown to the agent unverified.
-    session_row = await identity.open_session(store, name, caller, None)
-    async with store.write() as session:
-        call = Call(customer_id=session_row.customer_id, channel="phone", reason="phone call")
-        session.add(call)
-        await session.flush()
-        session.add(CallCaller(call_id=call.id, session_id=session_row.id))
     live = await request.app[HUB].session(call.id)
     await live.on_created()
     log.info("phone call %s from Twilio call %s", call.id, call_sid)
@@ -168,7 +188,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         return ws
     if live is None:  # relayed to the node that holds the call, which used the token
         return ws
-    if not phone.redeem(params.get("token"), call_id):
+    if not await phone.redeem(params.get("token"), call_id):
         return await _reject(ws, phone, call_id)
     if live.call.channel != "phone":
         await ws.close(code=1008, message=b"not a phone call")

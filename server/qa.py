@@ -150,12 +150,16 @@ class ReceivedAudio:
         self._decoder = av.CodecContext.create("opus", "r") if decode else None
         self._pcm: list[np.ndarray] = []
         self.first_packet_at: float | None = None
+        self.arrivals: list[float] = []
+        """Monotonic arrival time of each packet."""
 
     def __call__(self, payload: bytes) -> None:
         self.packets += 1
         self.bytes += len(payload)
+        now = time.monotonic()
+        self.arrivals.append(now)
         if self.first_packet_at is None:
-            self.first_packet_at = time.monotonic()
+            self.first_packet_at = now
         if self._decoder is None:
             return
         try:

@@ -229,6 +229,9 @@ def _has_number_word(text: str) -> bool:
 
 
 CARD_CONTEXT_TURNS = 3
+SEED_TRANSCRIPTS = 12
+"""Final transcripts `CallRedactor.seed` reads: more than either speaker's context reaches
+(CARD_CONTEXT_TURNS utterances each, and the other speaker's turns between them)."""
 END_OF_RECORDING_MS = 1 << 40
 
 
@@ -328,6 +331,25 @@ class CallRedactor:
             self._card_asked = 0
         return out
 
+    def seed(self, earlier: list[dict[str, Any]]) -> None:
+        """Rebuild what spans utterances from the call's latest final transcripts as they
+        were published (redacted), when the call comes to this process while it goes on:
+        taken over from a node that died, or after a restart. A card number whose first
+        digits were said before the move is still caught when the rest comes after it.
+
+        A label a redaction left stands for card data but holds no digits here ("[card
+        ending 4242]" reads as "[card number]"): its last four digits must not start a
+        number of their own."""
+        if not self.enabled:
+            return
+        counted = self.redacted_spans
+        for event in earlier[-SEED_TRANSCRIPTS:]:
+            text = REDACTED_TOKEN.sub(_digitless_label, str(event.get("text") or ""))
+            seen = {**event, "text": text}
+            self.transcript(seen)  # its silence spans were the previous holder's to apply
+            self.published(seen, text)
+        self.redacted_spans = counted
+
     def finish(self) -> list[tuple[str, int, int]]:
         """At the end of the call: a speaker still reading digits when the last transcript
         came has the rest of their recording silenced."""
@@ -376,6 +398,10 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value
+
+
+def _digitless_label(match: re.Match[str]) -> str:
+    return _LABELS[CARD_PART] if match.group(2) else match.group(0)
 
 
 def _segment_span(event: dict[str, Any]) -> tuple[str, int, int]:

@@ -32,7 +32,7 @@ from sqlmodel import col, select
 
 from media.decode import PcmPassthrough
 from media.participant import Participant
-from server import events
+from server import calllist, events
 from server.errors import conflict
 from server.fanout import EventBus
 from server.identity import is_verified
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 TRANSCRIBED = ("customer", "agent")
 """Roles whose voices go through speech-to-text (a voice agent's words are its own text)."""
+RESTORE_EVENTS = 200
+"""A call picked up while it goes on: how many of its latest transcripts and state changes
+tell what the previous holder kept in memory (`restore`)."""
 
 
 class CallSession:
@@ -78,6 +81,8 @@ class CallSession:
         self.assistant: Any = None
         self.voice_agent: Any = None
         self._voice_agent_since: int | None = None
+        self._voice_agent_earlier: list[dict[str, Any]] | None = None
+        """What was said with a voice agent that talked on the node that held the call before."""
         self._voice_agent_lock = asyncio.Lock()
         self._closed = False
         self.on_closed: Callable[[CallSession], None] | None = None
@@ -98,7 +103,23 @@ class CallSession:
             if events.is_persisted(event):
                 event = await self._persist(event)
             self._fan_out(event)
+            if event["type"] == events.CALL_STATE and "seq" in event:
+                await self._list_changed(event)
         return event
+
+    async def _list_changed(self, call_state: dict[str, Any]) -> None:
+        """The calls lists of every node follow the call's state (server/calllist.py); in
+        `seq` order, as the publish lock keeps them."""
+        try:
+            entry = await calllist.entry(
+                self.store, self.call, voice_agent=bool(call_state.get("voice_agent"))
+            )
+        except Exception:
+            # The state is persisted: lists catch up when their streams reconnect.
+            log.exception("call %s: the calls lists were not told of %s", self.call_id, call_state)
+            return
+        entry["state"] = call_state["state"]
+        self.bus.publish_list(events.call_update(call_state, entry))
 
     async def _persist(self, event: dict[str, Any]) -> dict[str, Any]:
         async with self.store.write() as session:
@@ -254,10 +275,12 @@ class CallSession:
             if other.role != role and codec not in other.forwards:
                 other.play_pcm(pcm)
 
-    def interrupt(self, participant: Participant) -> None:
+    def interrupt(self, participant: Participant) -> int:
+        dropped = 0
         for other in self.participants.values():
             if other is not participant:
-                other.clear_audio()
+                dropped = max(dropped, other.clear_audio())
+        return dropped
 
     def _retire_pipeline(self, role: str) -> None:
         pipeline = self._pipelines.pop(role)
@@ -395,14 +418,20 @@ class CallSession:
         async with self._voice_agent_lock:
             if self.voice_agent is not None or self._closed or self.call.state != "waiting":
                 return
+            earlier, self._voice_agent_earlier = self._voice_agent_earlier, None
+            # Back after a takeover, it says it was cut off instead of greeting again.
+            again = {"resumed": True} if earlier is not None else {}
             agent = self.services.voice_agent(  # type: ignore[misc]
                 call_id=self.call_id,
                 customer_id=self.call.customer_id,
                 publish=self.publish,
                 clock_ms=self.clock_ms,
+                **again,
             )
             try:
                 await agent.start()
+                if earlier is not None:
+                    agent.recall(earlier)
             except Exception:
                 log.exception("call %s: the voice agent could not start", self.call_id)
                 await self._emit_status(
@@ -412,7 +441,8 @@ class CallSession:
             if self._closed or self.call.state != "waiting":
                 await agent.close()
                 return
-            self._voice_agent_since = events.now_ms()
+            if earlier is None or self._voice_agent_since is None:
+                self._voice_agent_since = events.now_ms()
             self.voice_agent = agent
             await self.join(agent)
             await self.publish(
@@ -505,6 +535,33 @@ class CallSession:
         if self.assistant is not None:
             self.assistant.set_verified(True, call.customer_id)
             await self.assistant.on_accept()
+
+    async def restore(self) -> None:
+        """A call this process picks up while it goes on (taken over from a node that died,
+        or after a restart): what the previous holder kept in memory comes back from the
+        call's event log. The redactor gets the latest transcripts, so that a card number
+        read across the move is still caught. A voice agent that was talking comes back
+        (`resume`) with its conversation, and its clock goes on where it was: `*_ms` and
+        the segment ids made from them never go back."""
+        async with self.store.session() as session:
+            rows = await session.exec(
+                select(CallEvent)
+                .where(
+                    CallEvent.call_id == self.call_id,
+                    col(CallEvent.type).in_((events.TRANSCRIPT, events.CALL_STATE)),
+                )
+                .order_by(col(CallEvent.seq).desc())
+                .limit(RESTORE_EVENTS)
+            )
+            recent = [row.body for row in rows][::-1]
+        # A revision repeats a segment whose stored event was rewritten already.
+        spoken = [e for e in recent if e["type"] == events.TRANSCRIPT and not e.get("revised")]
+        self.redactor.seed([e for e in spoken if e.get("speaker") in TRANSCRIBED])
+        states = [e for e in recent if e["type"] == events.CALL_STATE]
+        if states and states[-1]["state"] == "waiting" and states[-1].get("voice_agent"):
+            answered = [e for e in states if e.get("voice_agent")]
+            self._voice_agent_since = int(answered[0]["ts"])
+            self._voice_agent_earlier = spoken
 
     def resume(self) -> None:
         """After a server restart, an active call gets its assistant back (no new context),

@@ -12,10 +12,14 @@ end:
             └─► TextToSpeech, sentence by sentence ─► PacedPlayout (media/playout.py)
                   └─► the call (`port.on_audio`) ─► the caller
 
-While it speaks, the caller's audio goes through a BargeInDetector (media/bargein.py):
-sustained speech stops it within a few frames (`port.interrupt` clears what transports
-still hold), a backchannel does not. Each reply is one `transcript` with speaker
-`voice_agent` whose final text is what the caller heard, cut where it was interrupted.
+While it speaks, the caller's audio goes through a BargeInDetector (media/bargein.py).
+The first 200 ms of the caller's voice PAUSE it: the playout stops and the transports drop
+what they still hold (`port.interrupt`; a phone stream gets `clear`), and what they dropped
+goes back at the head of the playout. Then either the caller goes on (a run of 520 ms, or
+a final transcript that is not a backchannel): the INTERRUPT cuts the reply where the caller
+stopped hearing it; or the caller falls QUIET (a backchannel, a cough, echo): it resumes
+from there, nothing lost. Each reply is one `transcript` with speaker `voice_agent` whose
+final text is what the caller heard, cut where it was interrupted.
 
 The voice agent can look things up and explain policy; it cannot act (refund, cancel,
 change an address). What the engine proposes as an action is promised as something a
@@ -36,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from media.audio import BYTES_PER_MS
-from media.bargein import BargeInDetector
+from media.bargein import INTERRUPT, PAUSE, QUIET, BargeInDetector
 from media.decode import AudioDecoder, PcmPassthrough
 from media.participant import Participant
 from media.playout import PacedPlayout
@@ -59,6 +63,10 @@ GREETING = (
     "assistant. I can look up an order or answer questions while you wait, and a person "
     "will join as soon as one is free. How can I help?"
 )
+RESUMED = "Sorry, we were cut off for a moment. I'm still here with you. Where were we?"
+"""Its first words when it comes back to a caller after the call moved to another server
+(the one that held it died) or its server restarted: it remembers what was said (`recall`),
+so it does not greet again."""
 FALLBACK = "Sorry, I'm having trouble right now. Please stay on the line: a person will be with you shortly."
 NO_ANSWER = (
     "I'm not able to help with that myself, but I've noted it for my colleague, who will "
@@ -70,6 +78,8 @@ HUMAN = (
 )
 PROMISE = "I've noted that for my colleague, who will take care of it when they join you."
 
+_HUM = re.compile(r"[mh]*m[mh]*o?|u+[hm]+|a+h+|o+h+|a+ha+")
+"""Hums as Whisper spells them: "Mm", "Hmm", "Mhm", "MMO" (for "mm-hmm"), "Uh", "Ah"."""
 _BACKCHANNEL_WORDS = frozenset(
     [
         "mm",
@@ -118,12 +128,21 @@ TURN_SETTLE_S = 0.05
 """Wait after a final transcript before answering, to see whether the caller goes on."""
 TURN_WAIT_MAX_S = 1.5
 """Longest the voice agent waits for a caller who is still talking before it answers."""
+PAUSE_MAX_S = 3.0
+"""A pause the detector has neither confirmed nor released by then (sounds that keep
+coming, none long enough to decide on) is taken as an interruption: the caller is busy."""
+JUST_SPOKE_S = 2.0
+"""A backchannel's transcript this soon after the voice agent stopped is about what it said."""
+LISTENING_MEMORY_S = 15.0
+"""How long a backchannel heard over the voice agent waits for its transcript (which comes
+seconds late when speech-to-text is busy: 3-5 s at 3 concurrent calls on 2 cores), so that
+it is not taken for a new turn once the reply is over."""
 
 
 def is_backchannel(text: str) -> bool:
     """ "Mm-hmm", "okay", "right", "I see": the caller is listening, not taking the turn."""
     words = re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", " ")).split()
-    return 0 < len(words) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
+    return 0 < len(words) <= 3 and all(w in _BACKCHANNEL_WORDS or _HUM.fullmatch(w) for w in words)
 
 
 def as_team(sentence: str) -> str:
@@ -137,9 +156,17 @@ def as_team(sentence: str) -> str:
     return _FIRST_PERSON_ACT.sub(team, sentence)
 
 
+def spoken_length(word: str) -> int:
+    """About how long a word takes to say, in letters: a digit is said as a word ("78901"
+    is "seven eight nine oh one"), a dash as a pause."""
+    return 1 + sum(5 if c.isdigit() else 1 for c in word if c.isalnum())
+
+
 def heard_text(sentences: list[tuple[str, int, int]], heard_ms: int) -> str:
     """The words of a reply that were played by `heard_ms`: whole sentences, then the
-    words of the sentence that was cut, in proportion to its audio that was played."""
+    words of the sentence that was cut that were said by then, its audio shared among its
+    words by their spoken length (counting words alone put the cut of "I can see order
+    78901 ..." a number too early: the caller had heard "78,09" of it)."""
     words: list[str] = []
     for text, start, end in sentences:
         if heard_ms >= end:
@@ -147,7 +174,13 @@ def heard_text(sentences: list[tuple[str, int, int]], heard_ms: int) -> str:
             continue
         if heard_ms > start and end > start:
             sentence = text.split()
-            words.extend(sentence[: int(len(sentence) * (heard_ms - start) / (end - start))])
+            budget = sum(map(spoken_length, sentence)) * (heard_ms - start) / (end - start)
+            said = 0
+            for word in sentence:
+                said += spoken_length(word)
+                if said > budget:
+                    break
+                words.append(word)
         break
     return " ".join(words)
 
@@ -170,7 +203,7 @@ class VoiceAgentServices:
     greeting due within 2 s cannot afford."""
 
     async def render_phrases(self) -> None:
-        for text in (GREETING, HUMAN, NO_ANSWER, PROMISE):
+        for text in (GREETING, HUMAN, NO_ANSWER, PROMISE, RESUMED):
             for sentence in split_sentences(text):
                 if sentence in self.phrases:
                     continue
@@ -182,6 +215,34 @@ class VoiceAgentServices:
                     log.warning("voice agent phrases not prepared: %s", exc)
                     return
                 self.phrases[sentence] = pcm
+
+
+class _InputClock:
+    """How late the caller's audio reaches the voice agent: each piece's arrival against
+    the earliest any audio arrived for its place in the stream (the first pieces of a
+    stream, or after a second without audio, set the origin). Logged with every pause and
+    interruption, it tells a late decision made on late audio (a busy audio thread, a
+    starved event loop) from one the detector took long to make."""
+
+    RESTART_S = 1.0
+
+    def __init__(self) -> None:
+        self._origin: float | None = None
+        self._audio_ms = 0
+        self._last = 0.0
+
+    def arrived(self, ms: int) -> int:
+        """`ms` of audio arrived now: how late (ms) its end is."""
+        now = time.monotonic()
+        if self._origin is None or now - self._last > self.RESTART_S:
+            self._origin, self._audio_ms = now, 0
+        self._last = now
+        self._audio_ms += ms
+        late = (now - self._origin) * 1000 - self._audio_ms
+        if late < 0:  # earlier than ever: the new origin
+            self._origin += late / 1000
+            late = 0
+        return round(late)
 
 
 @dataclass
@@ -214,11 +275,13 @@ class VoiceAgent(Participant):
         services: VoiceAgentServices,
         publish: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
         clock_ms: Callable[[], int],
+        resumed: bool = False,
     ) -> None:
         super().__init__()
         from server.assist.context import CallContext
 
         self.call_id = call_id
+        self._greeting = RESUMED if resumed else GREETING
         self._services = services
         self._publish = publish
         self._clock_ms = clock_ms
@@ -239,10 +302,17 @@ class VoiceAgent(Participant):
         self.promised: list[str] = []
         self.failures: list[str] = []
         self.barge_ins = 0
+        self.pauses = 0
+        self.resumes = 0
         self.started_at: float | None = None
         self.first_audio_at: float | None = None
         self.last_stop_at: float | None = None
         self._spoke_until: float | None = None
+        self._pause_timer: asyncio.TimerHandle | None = None
+        self._run_over_speech = False
+        self._listening: list[float] = []
+        """When backchannels heard over its speech ended, awaiting their transcripts."""
+        self._input = _InputClock()
 
     # -- Participant ------------------------------------------------------------------------
 
@@ -260,9 +330,26 @@ class VoiceAgent(Participant):
         if not self._greeted.is_set():
             self._greeted.set()
             self._reply_task = asyncio.get_running_loop().create_task(self._greet())
-        if self._detector.push(pcm) and self.speaking:
-            self.interrupt("barge_in")
-        if self._detector.speaking:
+        late_ms = self._input.arrived(len(pcm) // BYTES_PER_MS)
+        detector = self._detector
+        was_speaking = detector.speaking
+        for decision in detector.push(pcm):
+            if decision == PAUSE and self.speaking and not self._playout.paused:
+                self._pause(late_ms)
+            elif decision == INTERRUPT:
+                self._run_over_speech = False
+                if self.speaking:
+                    self.interrupt("barge_in", late_ms=late_ms)
+            elif decision == QUIET and self._playout.paused:
+                self._resume("quiet")
+        if detector.speaking and not was_speaking:
+            self._run_over_speech = self.speaking
+        elif was_speaking and not detector.speaking and self._run_over_speech:
+            # A run over its speech ended without interrupting: a backchannel, whose
+            # transcript may come after the reply is over.
+            self._run_over_speech = False
+            self._listening.append(time.monotonic())
+        if detector.speaking:
             self._caller_quiet.clear()
         else:
             self._caller_quiet.set()
@@ -271,6 +358,7 @@ class VoiceAgent(Participant):
         if self._closed:
             return
         self._closed = True
+        self._cancel_pause_timer()
         self._playout.clear()
         await self._cancel_reply()
         await self._playout.close()
@@ -284,6 +372,12 @@ class VoiceAgent(Participant):
     # -- state ------------------------------------------------------------------------------
 
     @property
+    def played_ms(self) -> int:
+        """All the audio it has sent into the call so far (what transports dropped at a
+        pause or an interruption not counted)."""
+        return self._playout.released_ms
+
+    @property
     def speaking(self) -> bool:
         return self._playout.playing or (self._reply is not None and not self._reply.done)
 
@@ -294,6 +388,21 @@ class VoiceAgent(Participant):
         # Articles imported while the server runs (`kb import`) are picked up per call.
         await self._services.knowledge.refresh_if_changed(self._services.store)
 
+    def recall(self, earlier: list[dict[str, Any]]) -> None:
+        """The conversation so far, from the call's history (its final transcripts), when
+        it comes back to a call that moved from a server that died (or restarted): its
+        replies and its handover summary go on from there."""
+        for event in earlier:
+            text = str(event.get("text") or "").strip()
+            if event.get("type") != events.TRANSCRIPT or not event.get("final") or not text:
+                continue
+            if event.get("speaker") == "customer":
+                self.context.add_turn(event)
+                self.asked.append(text)
+            elif event.get("speaker") == ROLE:
+                self.context.add_turn({**event, "speaker": "agent"})
+                self.said.append(text)
+
     # -- the caller's turns -----------------------------------------------------------------
 
     def on_transcript(self, event: dict[str, Any]) -> None:
@@ -303,33 +412,94 @@ class VoiceAgent(Participant):
         text = str(event.get("text") or "").strip()
         if not text:
             return
-        if is_backchannel(text) and (self.speaking or self._just_spoke()):
+        over_speech = self._take_listening()
+        if is_backchannel(text) and (over_speech or self.speaking or self._just_spoke()):
             # Listening noises neither stop the voice agent nor get an answer of their own
-            # (a final transcript comes ~0.5 s after the words: the reply may be over by then).
+            # (a final transcript comes ~0.5 s after the words, seconds when speech-to-text
+            # is busy: the reply may be over by then).
+            if self._playout.paused and not self._detector.speaking:
+                self._resume("backchannel")
             return
         if self.speaking:
-            # Words that are not a backchannel, spoken over the voice agent: it yields.
+            # Words that are not a backchannel, spoken over the voice agent (paused or not):
+            # it yields.
             self.interrupt("barge_in")
         self.context.add_turn(event)
         self.asked.append(text)
         previous = self._reply_task
         self._reply_task = asyncio.get_running_loop().create_task(self._answer(previous, text))
 
-    def interrupt(self, reason: str) -> None:
-        """Stop talking now: drop queued audio here and in every transport."""
+    def interrupt(self, reason: str, *, late_ms: int = 0) -> None:
+        """Stop talking now: drop queued audio here and in every transport; the reply's
+        final transcript is what the caller heard."""
         if self._closed:
             return
+        if not self._playout.paused:  # paused, the transports hold nothing of it already
+            self._stop_audio()
+        reply = self._reply
+        heard = reply is not None and self._playout.released_ms > reply.played_from_ms
         dropped = self._playout.clear()
-        if self.port is not None:
-            self.port.interrupt(self)
+        self._cancel_pause_timer()
         self.last_stop_at = time.monotonic()
-        if reason == "barge_in":
+        if reason == "barge_in" and heard:
+            # The caller cut a reply it was hearing (not one still being prepared, which a
+            # turn that goes on after a pause also cancels).
             self.barge_ins += 1
-        log.info("call %s: voice agent stopped (%s, %d ms unplayed)", self.call_id, reason, dropped)
+        log.info(
+            "call %s: voice agent stopped (%s, %d ms unplayed, caller audio %d ms late)",
+            self.call_id, reason, dropped, late_ms,
+        )  # fmt: skip
         task = self._reply_task
         if task is not None and not task.done():
             task.cancel()
-        self._spawn(self._finish_reply(interrupted=True))
+        event = self._close_reply(interrupted=True)
+        if event is not None:
+            self._spawn(self._publish_final(event))
+
+    def _stop_audio(self) -> None:
+        """Hold the playout and take back what the transports had not played yet."""
+        self._playout.pause()
+        if self.port is not None:
+            self._playout.take_back(self.port.interrupt(self))
+
+    def _pause(self, late_ms: int) -> None:
+        """The caller started talking: fall silent at once, keeping the rest of the reply."""
+        self._stop_audio()
+        self.pauses += 1
+        self.last_stop_at = time.monotonic()
+        self._cancel_pause_timer()
+        self._pause_timer = asyncio.get_running_loop().call_later(
+            PAUSE_MAX_S, self._pause_expired
+        )
+        log.info("call %s: voice agent paused (caller audio %d ms late)", self.call_id, late_ms)
+
+    def _resume(self, why: str) -> None:
+        """It was not an interruption: go on from where the caller stopped hearing it."""
+        self._cancel_pause_timer()
+        self.resumes += 1
+        self._playout.resume()
+        log.info("call %s: voice agent resumed (%s)", self.call_id, why)
+
+    def _pause_expired(self) -> None:
+        self._pause_timer = None
+        if self._playout.paused and self.speaking:
+            self.interrupt("barge_in")
+
+    def _cancel_pause_timer(self) -> None:
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+
+    def _take_listening(self) -> bool:
+        """Whether a run of the caller's speech over its own (short of an interruption)
+        is still waiting for its transcript; a final transcript takes the oldest (they
+        come in the order they were spoken)."""
+        now = time.monotonic()
+        self._listening = [t for t in self._listening if now - t < LISTENING_MEMORY_S]
+        if self._listening:
+            self._listening.pop(0)
+            return True
+        return False
 
     async def _answer(self, previous: asyncio.Task[None] | None, text: str) -> None:
         if previous is not None and not previous.done():
@@ -354,14 +524,14 @@ class VoiceAgent(Participant):
 
     async def _greet(self) -> None:
         try:
-            await self._say(split_sentences(GREETING))
+            await self._say(split_sentences(self._greeting))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             await self._fail("the greeting could not be spoken", exc)
 
     def _just_spoke(self) -> bool:
-        return self._spoke_until is not None and time.monotonic() - self._spoke_until < 2.0
+        return self._spoke_until is not None and time.monotonic() - self._spoke_until < JUST_SPOKE_S
 
     # -- speaking ---------------------------------------------------------------------------
 
@@ -448,6 +618,10 @@ class VoiceAgent(Participant):
         )
         self._reply = reply
         self._detector.reset()
+        self._run_over_speech = False
+        self._cancel_pause_timer()
+        if self._playout.paused:  # what an earlier reply left: never to be heard
+            self._playout.clear()
         return reply
 
     async def _speak_sentence(self, reply: _Reply, sentence: str) -> None:
@@ -471,15 +645,27 @@ class VoiceAgent(Participant):
 
     async def _end_reply(self, reply: _Reply) -> None:
         """All of the reply is queued: wait until it has been heard, then publish it."""
-        await self._playout.wait_idle()
+        playout = self._playout
+        while self._reply is reply:
+            await playout.wait_idle()
+            # A pause may have taken frames back between the wake-up and now.
+            if not playout.playing:
+                break
         if self._reply is reply:
             await self._finish_reply(interrupted=False)
 
     async def _finish_reply(self, *, interrupted: bool) -> None:
         """Publish the reply's final transcript: what the caller heard of it."""
+        event = self._close_reply(interrupted=interrupted)
+        if event is not None:
+            await self._publish_final(event)
+
+    def _close_reply(self, *, interrupted: bool) -> dict[str, Any] | None:
+        """End the current reply now: its final transcript event (None if nothing of it
+        was heard or there is none)."""
         reply = self._reply
         if reply is None or reply.done:
-            return
+            return None
         reply.done = True
         self._reply = None
         self._spoke_until = time.monotonic()
@@ -492,7 +678,7 @@ class VoiceAgent(Participant):
         if reply.actions and (not interrupted or PROMISE in text):
             self.promised.extend(reply.actions)
         if not text:
-            return
+            return None
         self.said.append(text)
         end = reply.start_ms + min(heard_ms, reply.queued_ms)
         event = events.make(
@@ -506,6 +692,9 @@ class VoiceAgent(Participant):
             end_ms=max(end, reply.start_ms),
         )
         self.context.add_turn({**event, "speaker": "agent"})
+        return event
+
+    async def _publish_final(self, event: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
             await self._publish(event)
 

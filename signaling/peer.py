@@ -102,8 +102,8 @@ class Peer(Participant):
     def play_pcm(self, pcm: bytes) -> None:
         self.outbound.push_pcm(pcm)
 
-    def clear_audio(self) -> None:
-        self.outbound.clear()
+    def clear_audio(self) -> int:
+        return self.outbound.clear()
 
     def send_event(self, text: str) -> bool:
         return self.send(text)

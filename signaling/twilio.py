@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from media.decode import AudioDecoder, MulawDecoder
-from media.encode import MULAW_FRAME_BYTES, MulawEncoder
+from media.encode import MULAW_FRAME_BYTES, MULAW_RATE, MulawEncoder
 from media.participant import Participant
 
 log = logging.getLogger(__name__)
@@ -210,12 +210,16 @@ class MediaStream(Participant):
     def play_encoded(self, payload: bytes) -> None:
         self._queue_mulaw(payload)
 
-    def clear_audio(self) -> None:
+    def clear_audio(self) -> int:
+        # What was sent is counted as heard: we pace at real time, so Twilio holds no more
+        # than its jitter buffer (and `clear` drops that too).
+        dropped_ms = round(self._queued_frames * FRAME_S * 1000) + len(self._pending) * 1000 // MULAW_RATE
         self._outbound.clear()
         self._queued_frames = 0
         self._pending.clear()
         if not self._closed:
             self._send_json({"event": "clear", "streamSid": self.stream_sid})
+        return dropped_ms
 
     def mark(self, name: str) -> None:
         """Ask Twilio to tell us (a `mark` back) when the audio queued so far has played."""

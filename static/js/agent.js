@@ -3,14 +3,15 @@
 
 import { ApiError } from "./api.js";
 import { LiveCall, callPanel } from "./call.js";
+import { LiveCallList } from "./calllist.js";
 import { EventFeed } from "./feed.js";
 import { openMicrophone, resumeAudioOnGesture, stopStream } from "./media.js";
 import { StaffSession } from "./staff.js";
-import { $, h, Notices, poll, since } from "./ui.js";
+import { $, h, Notices, since } from "./ui.js";
 import { CustomerView, SuggestionsView, TranscriptView, renderSummary } from "./views.js";
 
 const PAGE = "agent";
-const WAITING_POLL_MS = 2000;
+const WAITED_TICK_MS = 5000; // "waiting 2 min" is written again this often (no request)
 const SUMMARY_RETRIES = 20; // the summary is written just after the call ends
 const CALL_STATE_TEXT = { waiting: "Waiting", active: "Active", ended: "Ended" };
 
@@ -35,7 +36,8 @@ const suggestions = new SuggestionsView($("#suggestions"), {
 
 let api = null;
 let live = null; // the LiveCall on screen (active or ended)
-let waitingPoll = null;
+let waitingList = null; // LiveCallList: the list comes live from the server
+let waitedTick = null;
 let accepting = false;
 let summaryShown = false;
 
@@ -47,14 +49,9 @@ function inCall() {
 
 // -- waiting calls ---------------------------------------------------------------------
 
-async function refreshWaiting() {
-  let calls;
-  try {
-    ({ calls } = await api.listCalls("waiting"));
-  } catch (error) {
-    staff.handleError(error);
-    return;
-  }
+function renderWaiting() {
+  if (!waitingList) return;
+  const calls = waitingList.list((call) => call.state === "waiting");
   const list = $("#waiting");
   const focused = document.activeElement && document.activeElement.closest("#waiting [data-call-id]");
   const focusedId = focused && focused.dataset.callId;
@@ -64,7 +61,8 @@ async function refreshWaiting() {
       const name = (call.customer && call.customer.name) || "unknown caller";
       const contact = call.customer && (call.customer.phone || call.customer.email);
       const phone = call.customer && call.customer.channel === "phone";
-      const meta = [phone ? `phone ${contact || ""}`.trim() : contact, call.reason, `waiting ${since(call.created_at)}`, call.voice_agent ? "talking with the voice agent" : null].filter(Boolean).join(" · ");
+      const before = [phone ? `phone ${contact || ""}`.trim() : contact, call.reason].filter(Boolean).join(" · ");
+      const after = call.voice_agent ? " · talking with the voice agent" : "";
       return h(
         "li",
         { class: "call-item", dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
@@ -75,7 +73,13 @@ async function refreshWaiting() {
           phone ? h("span", { class: "pill channel" }, "Phone") : null,
           call.voice_agent ? h("span", { class: "pill voice-agent" }, "Voice agent") : null,
         ),
-        h("span", { class: "meta" }, meta),
+        h(
+          "span",
+          { class: "meta" },
+          before ? `${before} · ` : "",
+          h("span", { class: "waited", dataset: { since: String(call.created_at) } }, `waiting ${since(call.created_at)}`),
+          after,
+        ),
         h(
           "button",
           {
@@ -102,7 +106,7 @@ async function refreshWaiting() {
 async function accept(call) {
   if (inCall() || accepting) return;
   accepting = true;
-  waitingPoll.now();
+  renderWaiting();
   notices.clearError();
   let stream = null;
   try {
@@ -114,14 +118,14 @@ async function accept(call) {
     notices.info("");
     staff.handleError(error);
     accepting = false;
-    waitingPoll.now();
+    renderWaiting();
     return;
   }
   accepting = false;
   staff.update({ callId: call.call_id });
   notices.info(`Connecting to ${(call.customer && call.customer.name) || "the caller"}…`, { fade: 4000 });
   await openCall({ ...call, state: "active" }, stream);
-  waitingPoll.now();
+  renderWaiting();
 }
 
 // -- the call ----------------------------------------------------------------------------
@@ -246,7 +250,7 @@ function callEnded({ retries = 0 } = {}) {
   showState("ended");
   summaryCard.hidden = false;
   notices.info("The call has ended.");
-  waitingPoll.now();
+  renderWaiting();
   if (!summaryShown) loadSummary(live, retries);
 }
 
@@ -291,12 +295,18 @@ function stopSuggestions() {
 function onSignedIn(signedInApi, saved) {
   api = signedInApi;
   consoleEl.hidden = false;
-  waitingPoll = poll(refreshWaiting, WAITING_POLL_MS);
+  waitingList = new LiveCallList(api, { onChange: renderWaiting, onError: (error) => staff.handleError(error) }).start();
+  waitedTick = setInterval(() => {
+    for (const el of document.querySelectorAll("#waiting .waited")) el.textContent = `waiting ${since(Number(el.dataset.since))}`;
+  }, WAITED_TICK_MS);
+  renderWaiting();
   if (saved.callId) resumeCall(saved.callId);
 }
 
 function onSignedOut() {
-  if (waitingPoll) waitingPoll.stop();
+  if (waitingList) waitingList.stop();
+  waitingList = null;
+  clearInterval(waitedTick);
   resetCall();
   consoleEl.hidden = true;
   api = null;

@@ -1,13 +1,14 @@
 // Supervisor page: statistics, live calls, and one watched call followed over SSE.
 
 import { ApiError } from "./api.js";
+import { LiveCallList } from "./calllist.js";
 import { EventFeed, readEventStream } from "./feed.js";
 import { StaffSession } from "./staff.js";
 import { $, h, Notices, poll, since } from "./ui.js";
 import { CustomerView, SuggestionsView, TranscriptView, renderSummary } from "./views.js";
 
 const PAGE = "supervisor";
-const LIVE_POLL_MS = 2000;
+const SINCE_TICK_MS = 5000; // "for 2 min" is written again this often (no request)
 const STATS_POLL_MS = 5000;
 const RETRY_MS = 2000;
 const CALL_STATE_TEXT = { waiting: "Waiting", active: "Active", ended: "Ended" };
@@ -20,7 +21,8 @@ const suggestions = new SuggestionsView($("#suggestions"), { empty: $("#suggesti
 const customer = new CustomerView($("#customer"));
 
 let api = null;
-let livePoll = null;
+let liveList = null; // LiveCallList: the list comes live from the server
+let sinceTick = null;
 let statsPoll = null;
 let watching = null; // {callId, controller, ended}
 
@@ -51,16 +53,13 @@ async function refreshStats() {
   $("#stats").replaceChildren(...items.map(([label, value]) => h("div", { class: "stat" }, h("dt", {}, label), h("dd", {}, value ?? 0))));
 }
 
-async function refreshLive() {
-  let calls;
-  try {
-    // Active calls, and waiting ones the voice agent is talking with (they can be watched too).
-    const [active, waiting] = await Promise.all([api.listCalls("active"), api.listCalls("waiting")]);
-    calls = [...active.calls, ...waiting.calls.filter((call) => call.voice_agent)];
-  } catch (error) {
-    staff.handleError(error);
-    return;
-  }
+function renderLive() {
+  if (!liveList) return;
+  // Active calls, and waiting ones the voice agent is talking with (they can be watched too).
+  const calls = [
+    ...liveList.list((call) => call.state === "active"),
+    ...liveList.list((call) => call.state === "waiting" && call.voice_agent),
+  ];
   const list = $("#live-calls");
   const focused = document.activeElement && document.activeElement.closest("#live-calls [data-call-id]");
   const focusedId = focused && focused.dataset.callId;
@@ -73,7 +72,13 @@ async function refreshLive() {
         "li",
         { class: `call-item${current ? " watching" : ""}`, dataset: { callId: call.call_id, channel: (call.customer && call.customer.channel) || "web" } },
         h("span", { class: "who" }, name, phone ? h("span", { class: "pill channel" }, "Phone") : null),
-        h("span", { class: "meta" }, [phone ? `phone ${call.customer.phone || ""}`.trim() : null, `agent: ${call.agent || (call.voice_agent ? "voice agent (AI)" : "—")}`, call.reason, `for ${since(call.accepted_at || call.created_at)}`].filter(Boolean).join(" · ")),
+        h(
+          "span",
+          { class: "meta" },
+          [phone ? `phone ${call.customer.phone || ""}`.trim() : null, `agent: ${call.agent || (call.voice_agent ? "voice agent (AI)" : "—")}`, call.reason].filter(Boolean).join(" · "),
+          " · ",
+          h("span", { class: "since", dataset: { since: String(call.accepted_at || call.created_at) } }, `for ${since(call.accepted_at || call.created_at)}`),
+        ),
         h(
           "button",
           {
@@ -143,7 +148,7 @@ async function watch(callId) {
   const current = { callId, controller: new AbortController(), ended: false, hasSummary: false };
   watching = current;
   staff.update({ watching: callId });
-  livePoll.now();
+  renderLive();
   let call;
   try {
     call = await api.getCall(callId);
@@ -203,7 +208,7 @@ async function watchedCallEnded(current, recent) {
   if (current.ended) return;
   current.ended = true;
   $("#summary-card").hidden = false;
-  livePoll.now();
+  renderLive();
   statsPoll.now();
   if (current.hasSummary) return;
   try {
@@ -229,13 +234,26 @@ function showSummary(current, summary) {
 function onSignedIn(signedInApi, saved) {
   api = signedInApi;
   dashboard.hidden = false;
-  livePoll = poll(refreshLive, LIVE_POLL_MS);
+  liveList = new LiveCallList(api, {
+    onChange: () => {
+      renderLive();
+      statsPoll.now(); // the counts changed too
+    },
+    onError: (error) => staff.handleError(error),
+  });
   statsPoll = poll(refreshStats, STATS_POLL_MS);
+  liveList.start();
+  sinceTick = setInterval(() => {
+    for (const el of document.querySelectorAll("#live-calls .since")) el.textContent = `for ${since(Number(el.dataset.since))}`;
+  }, SINCE_TICK_MS);
+  renderLive();
   if (saved.watching) watch(saved.watching);
 }
 
 function onSignedOut() {
-  if (livePoll) livePoll.stop();
+  if (liveList) liveList.stop();
+  liveList = null;
+  clearInterval(sinceTick);
   if (statsPoll) statsPoll.stop();
   clearWatch();
   dashboard.hidden = true;
@@ -245,6 +263,6 @@ function onSignedOut() {
 $("#stop-watching").addEventListener("click", () => {
   clearWatch();
   staff.update({ watching: null });
-  livePoll.now();
+  renderLive();
 });
 staff.start();

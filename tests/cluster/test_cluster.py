@@ -8,8 +8,6 @@ proxy would, and checks that the call behaves as one call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import re
 from typing import Any
 
@@ -20,6 +18,7 @@ from server.qa import Participant, customer_session, encode_wav_to_opus
 from tests.cluster.conftest import NODE_TTL_S, Cluster, Node, eventually
 from tests.conftest import wait_for_audio
 from tests.media.speech import fixture
+from tests.sse import SseReader
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -67,31 +66,6 @@ async def metric(http: aiohttp.ClientSession, node: Node, token: str, name: str)
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-class SseReader:
-    """An SSE client of GET /api/calls/{id}/events, collecting events as they come."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.ended = asyncio.Event()
-        self.opened = asyncio.Event()
-        self._task = asyncio.ensure_future(self._read(http, url, token))
-
-    async def _read(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
-        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
-            assert r.status == 200, await r.text()
-            self.opened.set()
-            async for raw in r.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("data: "):
-                    self.events.append(json.loads(line[6:]))
-        self.ended.set()
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-            await self._task
 
 
 async def test_call_across_nodes(cluster: Cluster) -> None:
@@ -294,6 +268,9 @@ async def test_redis_restart_mid_call(cluster: Cluster) -> None:
         status, body = await cluster.api(a).call(
             "POST", f"/api/calls/{call_id}/accept", agent_token
         )
+        assert (status, body["error"]["code"]) == (503, "cluster_unavailable")
+        # Its calls list cannot be live (the pages read GET /api/calls meanwhile).
+        status, body = await cluster.api(a).call("GET", "/api/calls/events", agent_token)
         assert (status, body["error"]["code"]) == (503, "cluster_unavailable")
 
         cluster.redis.start()

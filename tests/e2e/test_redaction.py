@@ -28,6 +28,9 @@ pytestmark = pytest.mark.slow
 OLIVIA = "+12025550105"  # demo: duplicate-charge ticket
 # In the logs, RTP timestamps and ids are long random digit strings: look for longer pieces.
 LOGGED_PIECES = re.compile(r"4\W?2\W?4\W?2\W?4\W?2|2\W?4\W?2\W?4\W?2\W?4|four two|forty[- ]two", re.IGNORECASE)
+CLOCKS_AND_IDS = (
+    "ts", "seq", "call_id", "segment_id", "start_ms", "end_ms", "suggestion_id", "in_reply_to",
+)
 CARD_PIECES = re.compile(r"4\W?2\W?4\W?2|2\W?4\W?2\W?4|four two|forty[- ]two", re.IGNORECASE)
 
 
@@ -70,7 +73,8 @@ async def test_a_card_number_read_aloud_is_redacted_everywhere(tmp_path: Path, c
     assert "card number" in heard.lower() and "[card" in heard, heard
     # Live (interims included), persisted, suggestions and summary: no digit of it.
     for event in transcripts + messages + [summary]:
-        text = str(event)
+        # Times and ids are numbers of our own: a `ts` of ...424274 is no card digit.
+        text = str({k: v for k, v in event.items() if k not in CLOCKS_AND_IDS})
         assert not CARD_PIECES.search(text), event
     for event in transcripts + finals:
         assert digits_outside_labels(event["text"]) == "", event

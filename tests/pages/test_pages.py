@@ -421,6 +421,42 @@ def test_call_connects_survives_reloads_is_watched_and_ends(open_page, server: S
     server.api("POST", f"/api/calls/{call_id_of(server, admin, 'Early Bird', 'waiting')}/end", admin)
 
 
+def test_lists_follow_calls_live_without_polling(open_page, server: Server) -> None:
+    """Waiting calls and Live calls come from the list stream (GET /api/calls/events): a call
+    created, accepted and ended through the API shows and goes on both pages while neither
+    page asks GET /api/calls (its fallback while the stream is down)."""
+    agent_token, admin = server.login(server.agent), server.login(server.admin)
+    agent = open_page("agent", "/agent")
+    supervisor = open_page("supervisor", "/supervisor")
+    list_reads: list[str] = []
+    for page in (agent, supervisor):
+        page.on("request", lambda r: list_reads.append(r.url) if "/api/calls?" in r.url else None)
+    log_in(agent, server.agent)
+    log_in(supervisor, server.admin)
+    waiting = agent.get_by_role("region", name="Waiting calls")
+    live = supervisor.get_by_role("region", name="Live calls")
+    expect(waiting).to_be_visible()
+    expect(live).to_be_visible()
+
+    status, caller = server.api("POST", "/api/auth/customer", body={"name": "Lee Stream"})
+    assert status == 200
+    status, body = server.api("POST", "/api/calls", caller["token"], {"reason": "live list"})
+    assert status == 201
+    call_id = body["call_id"]
+    accept_button = waiting.get_by_role("button", name="Accept call from Lee Stream")
+    expect(accept_button).to_be_visible(timeout=5000)
+    expect(waiting.locator(f'[data-call-id="{call_id}"]')).to_contain_text("live list")
+
+    assert server.api("POST", f"/api/calls/{call_id}/accept", agent_token)[0] == 200
+    expect(accept_button).to_have_count(0, timeout=5000)
+    watch = live.get_by_role("button", name="Watch call with Lee Stream")
+    expect(watch).to_be_visible(timeout=5000)
+
+    assert server.api("POST", f"/api/calls/{call_id}/end", admin)[0] == 200
+    expect(watch).to_have_count(0, timeout=5000)
+    assert list_reads == [], list_reads
+
+
 def test_live_transcript_suggestions_feedback_and_summary(open_page, server: Server) -> None:
     admin = server.login(server.admin)
     customer = open_page("customer", "/customer", width=1000)

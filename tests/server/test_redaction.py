@@ -76,6 +76,27 @@ def test_digits_after_the_agent_asks_for_the_card_or_the_code() -> None:
     assert r.transcript(final("also order 78901 is late")).event["text"] == "also order 78901 is late"
 
 
+def test_a_redactor_seeded_from_published_transcripts_goes_on_where_the_last_one_was() -> None:
+    """A call that moved to this process: the published (redacted) finals rebuild what spans
+    utterances; the digits a label keeps ("ending 4242") start no number of their own."""
+    r = CallRedactor()
+    r.seed([{**final("OK, it's 4242 4242", seg="a", start=1000, end=2500), "seq": 7}])
+    second = r.transcript(final("4242 4242.", seg="b", start=3000, end=4200))
+    assert second.event["text"] == "[card ending 4242]."
+    assert second.revised == {**final("OK, it's [card number]", seg="a", start=1000, end=2500), "seq": 7}
+
+    r = CallRedactor()
+    r.seed([{**final("Thanks, it's [card ending 4242]", seg="a"), "seq": 3}])
+    after = r.transcript(final("4242 4242 4242 and my name is Ann", seg="b"))
+    assert after.revised is None  # the stored event keeps its label
+    assert after.event["text"] == "[card number] and my name is Ann"  # still card context
+    assert r.redacted_spans == 1  # what the seed read again is not counted twice
+
+    r = CallRedactor()
+    r.seed([final("Could you read me the card number?", speaker="agent")])
+    assert r.transcript(final("5, 5, 5, 5, 5.")).event["text"] == "[card number]."
+
+
 def test_interims_are_redacted_too_and_off_means_off() -> None:
     interim = {**final("my card is 4242424242424242"), "final": False}
     assert CallRedactor().transcript(interim).event["text"] == "my card is [card ending 4242]"
