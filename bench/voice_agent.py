@@ -9,17 +9,18 @@ caller waits for the greeting to end, then, line after line, says a customer fix
   gap of GAP_S in its audio after the "Mm-hmm." starts: `backchannel_pause_*` is when,
   `backchannel_silence_*` how long) and must go on (audio flowing again 2.2 s after it
   began: `backchannel_kept`; `_resumed` of them had paused);
-- barge-in: 3 s into the reply it says "Can I please talk to a real person instead?";
-  `barge_in_p*`: the start of that speech → the last packet of the reply at the caller
-  (the packet before the first gap of GAP_S; it pauses there); `barge_in_confirm_p*`: the
-  start of that speech → the reply's final (cut) transcript at the caller;
-  `barge_in_resumed`: the audio came back before that transcript (it took the interruption
-  for a backchannel, or a stall of the machine made a gap); `_no_stop`: no gap within 3 s;
-  `_over`: the reply had ended before;
-- short words: 1 s into its answer to that ("Of course. You're in the queue ...") it says
-  "Wait, sorry, that is not what I asked about." (no run of speech long enough to
-  interrupt on its own): the same figures as `short_words_*`;
-- then it waits for the answer to end.
+- short words: 2.2 s after that it talks over the reply with "Wait, sorry, that is not
+  what I asked about." (short words, no run of speech long enough to interrupt on its
+  own); `short_words_p*`: the start of that speech → the last packet of the reply at the
+  caller (the packet before the first gap of GAP_S; it pauses there);
+  `short_words_confirm_p*`: the start of that speech → the reply's final (cut) transcript
+  at the caller; `short_words_resumed`: the audio came back before that transcript (it took
+  the interruption for a backchannel, or a stall of the machine made a gap); `_no_stop`: no
+  gap within 3 s; `_over`: the reply had ended before;
+- barge-in: 1 s into its answer to that, it says "Can I please talk to a real person
+  instead?": the same figures as `barge_in_*`;
+- then it waits until that is transcribed, answered ("Of course. You're in the queue ...")
+  and its audio quiet for 1.5 s.
 
 The server's log gives `caller_audio_late_*`: at each pause and interruption, how late the
 caller's audio that decided it reached the voice agent (server/voice_agent.py `_InputClock`):
@@ -49,7 +50,6 @@ import aiohttp
 from bench.latency import SPEECH, pct, speech_bounds_s
 from bench.relay import ROOT, _free_port, _wait_health
 from server.qa import Participant, customer_session, encode_wav_to_opus
-from server.voice_agent import is_backchannel
 from signaling.ice import restrict_host_addresses
 
 VOICE = ROOT / "tests" / "fixtures" / "voice_agent"
@@ -119,19 +119,31 @@ async def wait_final(p: Participant, start: int, timeout: float) -> bool:
         return False
 
 
-async def settle(p: Participant, arrivals: Arrivals, quiet_s: float = 1.5, timeout: float = 20) -> None:
-    """Until the voice agent has answered the caller's last words (their transcript comes
-    seconds late when speech-to-text is busy) and its audio has been quiet for `quiet_s`."""
+async def settle(
+    p: Participant, arrivals: Arrivals, last_word: str, since: int, quiet_s: float = 1.5,
+    timeout: float = 20,
+) -> None:
+    """Until the caller's last clip (said after event `since`) is transcribed up to its
+    `last_word` (seconds late when speech-to-text is busy, maybe in two finals), a reply
+    begun after that is over, and the voice agent's audio has been quiet for `quiet_s`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        spoken = [e for e in p.events if e["type"] == "transcript"]
-        turns = [i for i, e in enumerate(spoken) if e["speaker"] == "customer" and e["final"]
-                 and not is_backchannel(e["text"])]
-        answered = not turns or any(e["speaker"] == "voice_agent" for e in spoken[turns[-1]:])
+        await asyncio.sleep(0.1)
+        spoken = [e for e in p.events[since:] if e["type"] == "transcript"]
+        ends = [
+            i for i, e in enumerate(spoken)
+            if e["speaker"] == "customer" and e["final"] and last_word in e["text"].lower()
+        ]
+        if not ends:
+            continue
+        before = {e["segment_id"] for e in spoken[: ends[0]]}
+        answered = any(
+            e["speaker"] == "voice_agent" and e["final"] and e["segment_id"] not in before
+            for e in spoken[ends[0] :]
+        )
         last = arrivals.times[-1] if arrivals.times else 0.0
         if answered and time.monotonic() - last >= quiet_s:
             return
-        await asyncio.sleep(0.1)
 
 
 async def play(p: Participant, packets: list[bytes]) -> float:
@@ -167,6 +179,11 @@ async def run_calls(
     short_path = VOICE / "interrupt_wait.wav"
     short = encode_wav_to_opus(short_path)
     short_start_s = speech_bounds_s(short_path)[0]
+    last_words = {
+        entry["file"]: (entry["text"].lower().strip(".?!").split() or [""])[-1]
+        for folder in (SPEECH, VOICE)
+        for entry in json.loads((folder / "fixtures.json").read_text())["fixtures"]
+    }
     samples: dict[str, list[float]] = {
         k: []
         for k in ("reply", "greeting", "bc_pause", "bc_silence", "barge_in", "barge_in_confirm",
@@ -179,9 +196,9 @@ async def run_calls(
 
     async def interrupt_it(
         p: Participant, arrivals: Arrivals, packets: list[bytes], onset_s: float, kind: str
-    ) -> None:
+    ) -> int:
         """Talk over the reply now playing: when its audio stopped at the caller, when its
-        cut transcript came."""
+        cut transcript came. Returns the number of events before it."""
         mark = len(p.events)
         talking = await play(p, packets) + onset_s
         await asyncio.sleep(3.0)
@@ -209,6 +226,7 @@ async def run_calls(
                 samples[f"{kind}_confirm"].append(max(0.0, cut - talking))
                 if gap[1] is not None and gap[1] < cut:
                     counts[f"{kind}_resumed"] += 1  # it took it for a backchannel
+        return mark
 
     async def caller(i: int) -> None:
         rng = random.Random(i)
@@ -226,10 +244,14 @@ async def run_calls(
         first = arrivals.first_after(connected)
         if first is not None:
             samples["greeting"].append(first - connected)
+        # Its final comes once the greeting is released, a moment before it is all heard.
+        while time.monotonic() - arrivals.times[-1] < 1.0:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
         try:
             for _ in range(rounds):
                 for _name, packets, _start_s, end_s in rng.sample(lines, len(lines)):
                     counts["lines"] += 1
+                    mark, last_word = len(p.events), last_words[_name]
                     started = await play(p, packets)
                     spoken = started + end_s
                     await asyncio.sleep(len(packets) * 0.02)
@@ -237,6 +259,8 @@ async def run_calls(
                     while arrivals.first_after(started) is None and time.monotonic() < deadline:  # noqa: ASYNC110
                         await asyncio.sleep(0.01)
                     reply_at = arrivals.first_after(started)
+                    trace(verbose, created["call_id"], f"line {_name}", started, spoken=spoken,
+                          reply=reply_at)
                     if reply_at is None:
                         counts["no_reply"] += 1
                         continue
@@ -258,9 +282,9 @@ async def run_calls(
                             samples["bc_pause"].append(max(0.0, gap[0] - listening))
                             samples["bc_silence"].append(gap[1] - gap[0])
                         said = {e.get("segment_id") for e in p.events}
-                        await interrupt_it(p, arrivals, interrupt, interrupt_start_s, "barge_in")
-                        # Its answer to that ("Of course. You're in the queue ..."): 1 s in,
-                        # the caller talks over it in short words.
+                        mark = await interrupt_it(p, arrivals, short, short_start_s, "short_words")
+                        last_word = last_words[short_path.name]
+                        # Its answer to that: 1 s in, the caller talks over it.
                         try:
                             await p.wait_for(
                                 lambda e, said=said: e["type"] == "transcript"  # type: ignore[misc]
@@ -268,17 +292,18 @@ async def run_calls(
                                 timeout=15,
                             )
                         except TimeoutError:
-                            counts["short_words_over"] += 1
+                            counts["barge_in_over"] += 1
                         else:
                             await asyncio.sleep(1.0)
-                            await interrupt_it(p, arrivals, short, short_start_s, "short_words")
+                            mark = await interrupt_it(p, arrivals, interrupt, interrupt_start_s, "barge_in")
+                            last_word = last_words[interrupt_path.name]
                     else:
                         trace(verbose, created["call_id"], "backchannel-stopped", listening,
                               last=arrivals.times[-1] if arrivals.times else None)
                         counts["backchannel_stopped"] += 1  # or the reply was that short
                     # Its answer to the last thing the caller said, before the next line (an
                     # answer still going would be taken for a reply to it).
-                    await settle(p, arrivals)
+                    await settle(p, arrivals, last_word, mark)
                     await asyncio.sleep(rng.uniform(0.3, 1.0))
         finally:
             await p.close()
