@@ -126,13 +126,16 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s stt-worker: %(message)s"
     )
+    import numpy as np
+
+    from ..audio import SAMPLE_RATE
     from .local import WhisperDecoder
 
     try:
         settings = _read(stdin)
         decoder = WhisperDecoder.load(settings)
         # The first inference allocates CTranslate2's buffers: before the first call's words.
-        decoder.decode_real_length(__import__("numpy").zeros(16000, dtype="float32"))
+        decoder.decode_real_length(np.zeros(SAMPLE_RATE, dtype=np.float32))
     except EOFError:
         return 0
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
