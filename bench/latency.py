@@ -3,6 +3,7 @@
     python -m bench.latency                                  # 1,8,12,16,20,24,32 calls
     python -m bench.latency --calls 1,24 --rounds 2          # some steps
     CALLASSIST_STT_BATCH_MAX=1 python -m bench.latency ...   # any server setting, by env
+    BENCH_LATENCY_LINES=lines.json python -m bench.latency --calls 24   # every line's record
 
 A real server process (offline defaults: local Whisper, local suggestion engine, demo data)
 and a load generator in its own process (`--client`), so that the two do not share a GIL.
@@ -120,6 +121,8 @@ async def run_calls(url: str, calls: int, rounds: int) -> dict:
             await customer.close()
             await agent.close()
     lines_said = [line for result in results for line in result["lines"]]
+    if os.environ.get("BENCH_LATENCY_LINES"):
+        Path(os.environ["BENCH_LATENCY_LINES"]).write_text(json.dumps(lines_said))
     statuses = [code for result in results for code in result["statuses"]]
     finals = [line["final_s"] for line in lines_said if line["final_s"] is not None]
     suggestions = [line["suggestion_s"] for line in lines_said if line["suggestion_s"] is not None]

@@ -6,10 +6,11 @@ CTranslate2's encoder accepts shorter inputs, so `real_length` decoding encodes 
 segment plus a second of silence, and at least MIN_WINDOW_S (shorter windows make the
 model loop): about 3x faster at the same word error rate on our fixtures. Decoding keeps
 Whisper's timestamps, which tell where the text lies: text placed after the audio's end
-is cut. A result that still looks broken (repetitive, very unsure, running out of tokens,
-or stopping long before the audio does) is redone, like Whisper's own fallbacks: first
-in a longer real-length window (RETRY_WINDOW_S), which mends most, then if need be by
-`transcribe()`, which costs ~4x a real-length decoding. Interim transcripts (a preview,
+is cut. A result that still looks malformed (repetitive, running out of tokens, or stopping
+long before the audio does) is redone, like Whisper's own fallbacks: first in a longer
+real-length window (RETRY_WINDOW_S), which mends most, then if need be by `transcribe()`,
+which costs ~4x a real-length decoding. A result that is only unsure is kept as it is
+(UNSURE_KEPT). Interim transcripts (a preview,
 soon replaced) are never redone: a broken one is simply not shown.
 
 Real-length decoding takes no prompt: given the previous sentence, tiny.en on a short
@@ -64,9 +65,15 @@ RETRY_WINDOW_S = 10.0
 the padded 30 s redo. Measured on the segments redone in bench.latency (8 calls): a looping
 agent line (5.2 s, "...business days. I have issued a full refund, you") comes back whole
 in 250-290 ms of CPU (padded: 700-790 ms, and worse words: "I can miss you the full
-refund"). A spoken card group ("4 2 4 2", avg log-probability -1.07) is not mended there
-(-1.24, and a no-speech probability over the threshold); the padded redo reads it "4242."
-for 510-1060 ms, so an unsure but whole result is kept as it is (`_malformed`)."""
+refund"). A spoken card group ("4 2 4 2", avg log-probability -1.07) is not mended there (UNSURE_KEPT)."""
+UNSURE_KEPT = True
+"""A whole result that is only unsure (avg log-probability under LOG_PROB_THRESHOLD, not
+repetitive, not cut short) is kept without a retry: no retry made one surer. Measured with
+bench.latency at 24 calls: of 44 unsure finals (the spoken card groups, "4 2 4 2" at -1.05
+to -1.08), the 10 s window gave the same text as unsure or worse ("4242", -1.24) every time,
+at ~250 ms of engine time each; the padded redo reads "4242." for 510-1060 ms and held every
+call's finals. Whisper keeps its last try when all fail; we keep the first. The fixtures'
+word error rate is the same either way (bench.bench_batch)."""
 TAIL_PAD_S = 1.0
 """Silence after the segment, so the last word is heard to its end."""
 REAL_LENGTH_MAX_S = 30.0
@@ -135,18 +142,14 @@ _NOTHING = Decoded("", 1.0, 0.0, 0.0, padded=False)
 
 
 def _needs_retry(result: Decoded) -> bool:
-    """A final result to decode again: broken, or speech that stopped well before the audio
-    did (words were probably left out)."""
-    return result.broken or (result.stopped_early and result.no_speech_prob <= NO_SPEECH_THRESHOLD)
-
-
-def _malformed(result: Decoded) -> bool:
-    """A repetition loop, text run out of tokens, or words left out at the end: what a
-    padded decoding mends (an unsure but whole result it does not)."""
-    return (
+    """A final result to decode again: speech that came out as a repetition loop, ran out
+    of tokens, or stopped well before the audio did (words were probably left out). An
+    unsure but whole one is kept (UNSURE_KEPT)."""
+    return result.no_speech_prob <= NO_SPEECH_THRESHOLD and (
         result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
         or result.exhausted
         or result.stopped_early
+        or (not UNSURE_KEPT and result.avg_logprob < LOG_PROB_THRESHOLD)
     )
 
 
@@ -205,6 +208,10 @@ class WhisperDecoder:
         self._tokenizer = Tokenizer(
             model.hf_tokenizer, multilingual, task="transcribe", language=self._language or "en"
         )
+        self.retries = 0
+        """Final segments decoded again in the longer window (for diagnostics and tests)."""
+        self.padded_redos = 0
+        """Final segments decoded again by the padded `transcribe()`."""
 
     @classmethod
     def load(cls, settings: SpeechSettings) -> WhisperDecoder:
@@ -262,6 +269,7 @@ class WhisperDecoder:
                 retry.append((index, samples))
             results[index] = result
         if retry and self.retry_window_s > self.min_window_s:
+            self.retries += len(retry)
             # First in a longer window, all retries of the batch at once: most come back
             # whole, at a third of the padded redo's cost (RETRY_WINDOW_S).
             again = self.decode_real_length_batch(
@@ -277,17 +285,10 @@ class WhisperDecoder:
                     still.append((index, samples))
             retry = still
         for index, samples in retry:
-            first = results[index]
-            if first.is_speech and not _malformed(first):
-                # Only unsure (avg log-probability under -1): a padded greedy decoding of the
-                # same audio is no surer, and it holds the engine, every call's finals, for
-                # ~0.6 s. Whisper keeps its last try when all fail; we keep the first. The
-                # card digit groups read "4 2 4 2" here and "4242." padded; at 8 calls the
-                # redos put end of speech → final p95 at 1617 ms.
-                continue
             # Itself the last fallback: greedy only. On the card digit groups the temperature
             # fallbacks doubled its cost (1045-1064 ms of CPU against 515-630) for "4, 2, 4,
             # 2," instead of "4242.".
+            self.padded_redos += 1
             results[index] = self.decode_padded(samples, requests[index].prompt, fallbacks=False)
         return results
 
