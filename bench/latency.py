@@ -122,7 +122,8 @@ async def run_calls(url: str, calls: int, rounds: int) -> dict:
             await agent.close()
     lines_said = [line for result in results for line in result["lines"]]
     if os.environ.get("BENCH_LATENCY_LINES"):
-        Path(os.environ["BENCH_LATENCY_LINES"]).write_text(json.dumps(lines_said))
+        out = Path(os.environ["BENCH_LATENCY_LINES"])
+        await asyncio.to_thread(out.write_text, json.dumps(lines_said))
     statuses = [code for result in results for code in result["statuses"]]
     finals = [line["final_s"] for line in lines_said if line["final_s"] is not None]
     suggestions = [line["suggestion_s"] for line in lines_said if line["suggestion_s"] is not None]

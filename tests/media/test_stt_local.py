@@ -251,8 +251,8 @@ async def test_the_model_runs_in_its_own_process_which_is_replaced_if_it_dies() 
         assert wer(fixture("customer_cancel").text, await engine.transcribe(pcm)) <= 0.25
         # Two threads after a decoding: Python's and CTranslate2's one. numpy's OpenBLAS
         # would add one per core, spinning (feature extraction cost 2.4x the CPU).
-        environ = Path(f"/proc/{first[0]}/environ").read_bytes().split(b"\0")
-        assert b"OPENBLAS_NUM_THREADS=1" in environ
+        environ = await asyncio.to_thread(Path(f"/proc/{first[0]}/environ").read_bytes)
+        assert b"OPENBLAS_NUM_THREADS=1" in environ.split(b"\0")
         assert len(os.listdir(f"/proc/{first[0]}/task")) == 2
         job = asyncio.create_task(engine.transcribe(pcm))
         while not engine.busy:  # noqa: ASYNC110 - a property, no event to wait on
