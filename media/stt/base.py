@@ -44,6 +44,6 @@ class SpeechToText(ABC):
 
     @property
     def saturated(self) -> bool:
-        """Finals wait for the engine: it is behind. Speculative work (an endpoint snapshot
-        that may turn out mid-sentence) is then not asked for."""
+        """Finals wait for the engine, or it has had no headroom lately. Speculative work
+        (an endpoint snapshot that may turn out mid-sentence) is then not asked for."""
         return False

@@ -11,7 +11,8 @@ often end close together, so they are gathered here:
   ending close together then share a run); a busy one starts the next batch as soon as a
   worker is free, with everything that came meanwhile;
 - interims are a preview: they run only when no final waits and the engine has had
-  headroom lately (busy less than INTERIM_MAX_UTILIZATION of the last UTILIZATION_WINDOW_S).
+  headroom lately (busy less than INTERIM_MAX_UTILIZATION of the last UTILIZATION_WINDOW_S);
+  endpoint snapshots likewise (`saturated`, SPECULATIVE_MAX_UTILIZATION).
   One still queued when a batch of finals starts is answered at once with `declined`, so
   that it neither delays the finals nor holds up the next final of its own call.
 
@@ -40,6 +41,16 @@ arrives delays it by up to a batch, and its CPU is taken from the event loop and
 processes of a node. Measured with bench.latency at 12 calls (docs/benchmarks.md): 1.06
 interims per line and 0.79 of a core for speech-to-text without this limit; 0.60 per line,
 0.65 of a core with it, and finals no later (p50 531 → 494 ms, p95 1084 → 995 ms)."""
+
+
+SPECULATIVE_MAX_UTILIZATION = 0.5
+"""Above this an endpoint snapshot (a decoding at the first pause, which is wasted when the
+speaker goes on) is not asked for either: the segment's final comes 120 ms later without it
+(silence_ms against endpoint_silence_ms). Measured with bench.latency at 24 calls (the
+engine busy ~85 % of the time): snapshots were a quarter of all decodings (319 of 1248),
+and without them the engine decoded 985 segments for the same 672 lines, its CPU fell from
+0.57 to 0.47 of a core, and end of speech → final went from p50 599-1468 / p95 1233-7431 ms
+over four runs to 576-618 / 931-972 ms over two."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +132,9 @@ class BatchQueue(Generic[R]):
 
     @property
     def saturated(self) -> bool:
-        """Finals wait for a free worker."""
-        return bool(self._finals)
+        """Finals wait for a free worker, or the workers were busy most of the last few
+        seconds (SPECULATIVE_MAX_UTILIZATION): no room for speculative work."""
+        return bool(self._finals) or self.utilization() > SPECULATIVE_MAX_UTILIZATION
 
     def utilization(self, now: float | None = None) -> float:
         """Fraction of the workers' time spent decoding over the last UTILIZATION_WINDOW_S."""

@@ -192,11 +192,12 @@ async def test_close_fails_waiting_requests_and_refuses_new_ones(
     await queue.aclose(LookupError("closed"))  # twice is fine
 
 
-async def test_interims_wait_for_headroom_after_the_engine_was_mostly_busy(
+async def test_speculative_work_waits_for_headroom_after_the_engine_was_mostly_busy(
     executor: ThreadPoolExecutor,
 ) -> None:
     """An engine that decoded finals for most of the last few seconds reports itself busy
-    (the transcriber then asks for no interims) until its recent utilization drops."""
+    and saturated (the transcriber then asks for no interims and no endpoint snapshots)
+    until its recent utilization drops."""
     from media.stt import batching
 
     decoder = Decoder()
@@ -205,7 +206,7 @@ async def test_interims_wait_for_headroom_after_the_engine_was_mostly_busy(
     decoder.gate.clear()
     job = asyncio.create_task(queue.submit(Request(b"final")))
     await asyncio.to_thread(decoder.started.wait, 5)
-    assert queue.busy  # decoding
+    assert queue.busy and not queue.saturated  # decoding, nothing else waits
     await asyncio.sleep(0.3)
     decoder.gate.set()
     assert await job == "FINAL"
@@ -213,10 +214,11 @@ async def test_interims_wait_for_headroom_after_the_engine_was_mostly_busy(
     used = queue.utilization(now)
     # One batch of ~0.3 s within the 5 s window: idle enough for interims.
     assert 0.3 / batching.UTILIZATION_WINDOW_S <= used < 0.5 / batching.UTILIZATION_WINDOW_S
-    assert not queue.busy
+    assert not queue.busy and not queue.saturated
     # As if the engine had decoded for 3 of the last 5 s: busy, until that has aged out.
     queue._spans.append((now - 3.2, now - 0.2))
     assert queue.utilization(now) > batching.INTERIM_MAX_UTILIZATION and queue.busy
+    assert queue.utilization(now) > batching.SPECULATIVE_MAX_UTILIZATION and queue.saturated
     later = now + batching.UTILIZATION_WINDOW_S
     assert queue.utilization(later) == 0.0
     assert queue.stats.busy_s >= 0.3
