@@ -10,8 +10,8 @@ is cut. A result that still looks malformed (repetitive, running out of tokens, 
 long before the audio does) is redone, like Whisper's own fallbacks: first in a longer
 real-length window (RETRY_WINDOW_S), which mends most, then if need be by `transcribe()`,
 which costs ~4x a real-length decoding. A result that is only unsure is kept as it is
-(UNSURE_KEPT). Interim transcripts (a preview,
-soon replaced) are never redone: a broken one is simply not shown.
+(`_needs_retry`). Interim transcripts (a preview, soon replaced) are never redone: a broken
+one is simply not shown.
 
 Real-length decoding takes no prompt: given the previous sentence, tiny.en on a short
 window tends to repeat the new one until its token budget runs out ("It arrived broken.
@@ -65,15 +65,8 @@ RETRY_WINDOW_S = 10.0
 the padded 30 s redo. Measured on the segments redone in bench.latency (8 calls): a looping
 agent line (5.2 s, "...business days. I have issued a full refund, you") comes back whole
 in 250-290 ms of CPU (padded: 700-790 ms, and worse words: "I can miss you the full
-refund"). A spoken card group ("4 2 4 2", avg log-probability -1.07) is not mended there (UNSURE_KEPT)."""
-UNSURE_KEPT = True
-"""A whole result that is only unsure (avg log-probability under LOG_PROB_THRESHOLD, not
-repetitive, not cut short) is kept without a retry: no retry made one surer. Measured with
-bench.latency at 24 calls: of 44 unsure finals (the spoken card groups, "4 2 4 2" at -1.05
-to -1.08), the 10 s window gave the same text as unsure or worse ("4242", -1.24) every time,
-at ~250 ms of engine time each; the padded redo reads "4242." for 510-1060 ms and held every
-call's finals. Whisper keeps its last try when all fail; we keep the first. The fixtures'
-word error rate is the same either way (bench.bench_batch)."""
+refund"). A spoken card group ("4 2 4 2", avg log-probability -1.07) is not mended there,
+so an unsure but whole result is not retried at all (`_needs_retry`)."""
 TAIL_PAD_S = 1.0
 """Silence after the segment, so the last word is heard to its end."""
 REAL_LENGTH_MAX_S = 30.0
@@ -99,7 +92,8 @@ scores -0.4): we measured no real utterance above 0.25."""
 COMPRESSION_RATIO_THRESHOLD = 2.4
 """Whisper's default: text that zlib compresses this well is a repetition loop."""
 LOG_PROB_THRESHOLD = -1.0
-"""Whisper's default: a real-length result less sure than this is retried padded."""
+"""Whisper's default: a result less sure than this is `broken`, so not shown as an interim;
+a final one is kept all the same (`_needs_retry`)."""
 SILENCE_DBFS = -60.0
 """Audio quieter than this throughout is not sent to the model at all."""
 
@@ -143,13 +137,19 @@ _NOTHING = Decoded("", 1.0, 0.0, 0.0, padded=False)
 
 def _needs_retry(result: Decoded) -> bool:
     """A final result to decode again: speech that came out as a repetition loop, ran out
-    of tokens, or stopped well before the audio did (words were probably left out). An
-    unsure but whole one is kept (UNSURE_KEPT)."""
+    of tokens, or stopped well before the audio did (words were probably left out).
+
+    Unlike Whisper's fallbacks, a whole result that is only unsure (avg log-probability
+    under LOG_PROB_THRESHOLD) is kept: no retry made one surer. Measured with bench.latency
+    at 24 calls: of 44 unsure finals (the spoken card groups, "4 2 4 2" at -1.05 to -1.08),
+    the 10 s window gave the same text as unsure or worse ("4242", -1.24) every time, at
+    ~250 ms of engine time each; the padded redo reads "4242." for 510-1060 ms and held
+    every call's finals. The fixtures' word error rate is the same either way
+    (bench.bench_batch)."""
     return result.no_speech_prob <= NO_SPEECH_THRESHOLD and (
         result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
         or result.exhausted
         or result.stopped_early
-        or (not UNSURE_KEPT and result.avg_logprob < LOG_PROB_THRESHOLD)
     )
 
 
